@@ -1,0 +1,83 @@
+//! Reads the API server's audit log (CONFIGMIRROR_AUDIT_LOG) to count the
+//! writes one client made, told apart by its user agent.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub stage: String,
+    pub verb: String,
+    #[serde(default)]
+    pub user_agent: String,
+    #[serde(default)]
+    pub object_ref: ObjectRef,
+    #[serde(default)]
+    pub response_status: ResponseStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ObjectRef {
+    #[serde(default)]
+    pub resource: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub subresource: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ResponseStatus {
+    #[serde(default)]
+    pub code: u16,
+}
+
+impl AuditEvent {
+    /// A write the API server accepted (the request completed with 2xx).
+    pub fn accepted(&self) -> bool {
+        self.stage == "ResponseComplete" && (200..300).contains(&self.response_status.code)
+    }
+}
+
+/// A position in the audit log; events after it are what a test caused.
+pub struct AuditCursor {
+    path: String,
+    offset: u64,
+}
+
+impl AuditCursor {
+    /// Marks the log's current end.
+    pub fn now() -> Self {
+        let path = super::cluster_var("CONFIGMIRROR_AUDIT_LOG");
+        let offset = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("audit log {path}: {e}"))
+            .len();
+        Self { path, offset }
+    }
+
+    /// Every complete event written since the cursor was taken.
+    pub fn events(&self) -> Vec<AuditEvent> {
+        let mut file = std::fs::File::open(&self.path).expect("audit log");
+        file.seek(SeekFrom::Start(self.offset)).expect("seek");
+        let mut text = String::new();
+        file.read_to_string(&mut text).expect("read audit log");
+        text.lines()
+            // The last line may still be being written.
+            .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+            .collect()
+    }
+
+    /// Accepted writes since the cursor by clients whose user agent starts
+    /// with `agent`, on objects in one of `namespaces` (empty: any).
+    pub fn accepted_writes(&self, agent: &str, namespaces: &[&str]) -> Vec<AuditEvent> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.accepted() && e.user_agent.starts_with(agent))
+            .filter(|e| namespaces.is_empty() || namespaces.contains(&e.object_ref.namespace.as_str()))
+            .collect()
+    }
+}

@@ -1,0 +1,128 @@
+//! What every integration test needs: the cluster's coordinates, clients with
+//! a recognisable user agent, throw-away namespaces, the audit log and a
+//! private PostgreSQL.
+
+pub mod audit;
+pub mod postgres;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client, Config};
+
+/// The label every test namespace carries, so a person can find leftovers.
+pub const TEST_LABEL: &str = "configmirror.io/test";
+
+/// An environment variable the cluster script exports; panics (the test
+/// fails) with the way to fix it when it is missing.
+pub fn cluster_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: integration tests need the local control plane. \
+             Run `deploy/local/cluster up && eval \"$(deploy/local/cluster env)\"`, \
+             or the README's test command"
+        )
+    })
+}
+
+pub fn database_url() -> String {
+    cluster_var("DATABASE_URL")
+}
+
+/// A random lowercase suffix for names that must not collide between tests.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..10])
+}
+
+/// A client for the local API server whose requests carry `user_agent`, so
+/// the audit log can tell this test's writes from everyone else's.
+pub async fn client_with_agent(user_agent: &str) -> Client {
+    let kubeconfig = cluster_var("KUBECONFIG");
+    let options = kube::config::KubeConfigOptions::default();
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
+        .unwrap_or_else(|e| panic!("reading {kubeconfig}: {e}"));
+    let mut config = Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .expect("kubeconfig");
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(user_agent).expect("user agent"),
+    ));
+    Client::try_from(config).expect("client")
+}
+
+pub async fn client() -> Client {
+    client_with_agent("configmirror-tests").await
+}
+
+/// Creates a labelled namespace with a unique name; deleted when dropped.
+pub struct TestNamespace {
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn create(client: &Client, prefix: &str) -> Self {
+        Self::create_labelled(client, prefix, &[]).await
+    }
+
+    pub async fn create_labelled(client: &Client, prefix: &str, labels: &[(&str, &str)]) -> Self {
+        let name = unique(prefix);
+        let mut all = std::collections::BTreeMap::from([(TEST_LABEL.to_string(), "true".into())]);
+        all.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(all),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        Self { name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Drop cannot await: delete from a runtime and client of its own (a
+        // kube Client's worker lives on the runtime that made it, which is
+        // blocked right here). Best effort: the cluster is throw-away anyway.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async move {
+                    let _ = Api::<Namespace>::all(client().await)
+                        .delete(&name, &DeleteParams::background())
+                        .await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
