@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Api;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Api;
 
 use crate::support::{self, TestNamespace, audit::AuditCursor, eventually};
 
@@ -30,10 +30,14 @@ async fn configmap_lifecycle_is_watched_and_namespace_deletion_completes() {
 
     // The controller manager is running: the new namespace gets its
     // ServiceAccount and root CA ConfigMap without our help.
-    eventually("kube-root-ca.crt in a new namespace", Duration::from_secs(30), || {
-        let cms = cms.clone();
-        async move { cms.get_opt("kube-root-ca.crt").await.ok().flatten() }
-    })
+    eventually(
+        "kube-root-ca.crt in a new namespace",
+        Duration::from_secs(30),
+        || {
+            let cms = cms.clone();
+            async move { cms.get_opt("kube-root-ca.crt").await.ok().flatten() }
+        },
+    )
     .await;
 
     let cm = ConfigMap {
@@ -44,7 +48,9 @@ async fn configmap_lifecycle_is_watched_and_namespace_deletion_completes() {
         data: Some(BTreeMap::from([("k".into(), "v1".into())])),
         ..Default::default()
     };
-    cms.create(&PostParams::default(), &cm).await.expect("create");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
 
     // Watch the object and see our change arrive through the watch.
     let config = watcher::Config::default().fields("metadata.name=probe");
@@ -75,23 +81,31 @@ async fn configmap_lifecycle_is_watched_and_namespace_deletion_completes() {
         .delete(&ns.name, &DeleteParams::foreground())
         .await
         .expect("delete namespace");
-    eventually("namespace deletion to complete", Duration::from_secs(60), || {
-        let namespaces = namespaces.clone();
-        let name = ns.name.clone();
-        async move {
-            match namespaces.get_opt(&name).await {
-                Ok(None) => Some(()),
-                _ => None,
+    eventually(
+        "namespace deletion to complete",
+        Duration::from_secs(60),
+        || {
+            let namespaces = namespaces.clone();
+            let name = ns.name.clone();
+            async move {
+                match namespaces.get_opt(&name).await {
+                    Ok(None) => Some(()),
+                    _ => None,
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 
     // The audit log recorded our writes under our user agent.
-    let writes = eventually("our writes in the audit log", Duration::from_secs(10), || {
-        let found = audit.accepted_writes(&agent, &[&ns.name]);
-        async move { (found.len() >= 2).then_some(found) }
-    })
+    let writes = eventually(
+        "our writes in the audit log",
+        Duration::from_secs(10),
+        || {
+            let found = audit.accepted_writes(&agent, &[&ns.name]);
+            async move { (found.len() >= 2).then_some(found) }
+        },
+    )
     .await;
     let verbs: Vec<_> = writes
         .iter()
@@ -142,7 +156,10 @@ async fn private_postgres_starts_stops_and_starts_again() {
         .connect(&pg.url())
         .await
         .expect("connect to the private PostgreSQL");
-    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(one, 1);
 
     pg.stop_server();
@@ -153,7 +170,10 @@ async fn private_postgres_starts_stops_and_starts_again() {
     );
 
     pg.start_server();
-    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(one, 1, "the pool reconnects once the server is back");
 
     // A wrong password is refused: the server really authenticates.

@@ -77,7 +77,9 @@ impl AuditCursor {
         self.events()
             .into_iter()
             .filter(|e| e.accepted() && e.user_agent.starts_with(agent))
-            .filter(|e| namespaces.is_empty() || namespaces.contains(&e.object_ref.namespace.as_str()))
+            .filter(|e| {
+                namespaces.is_empty() || namespaces.contains(&e.object_ref.namespace.as_str())
+            })
             .collect()
     }
 }

@@ -78,7 +78,12 @@ impl PrivatePostgres {
         initdb
             .arg("-D")
             .arg(dir.path().join("data"))
-            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()));
         run(initdb, "initdb");
         let port = free_port();
@@ -96,7 +101,10 @@ impl PrivatePostgres {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
     }
 
     fn pg_ctl(&self, args: &[&str], what: &str) {
