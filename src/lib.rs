@@ -1,4 +1,19 @@
 //! ConfigMirror: replicates ConfigMaps across namespaces.
+//!
+//! Modules follow the design: `api` (the CRD), `plan` (pure planning),
+//! `reconcile` (the controller), `watches` (narrow caches), `scope` (which
+//! mirrors this process owns), `telemetry`, `config`, and the run modes.
+
+pub mod api;
+pub mod config;
+pub mod kubeclient;
+pub mod leader;
+pub mod plan;
+pub mod reconcile;
+pub mod run;
+pub mod scope;
+pub mod telemetry;
+pub mod watches;
 
 /// The crate version, stamped into the user agent and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,3 +1,13 @@
-fn main() {
-    println!("configmirror {}", configmirror::VERSION);
+use clap::Parser;
+use configmirror::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => configmirror::run::run(*args).await,
+        Command::Crdgen => {
+            print!("{}", configmirror::api::crd_yaml());
+            Ok(())
+        }
+    }
 }

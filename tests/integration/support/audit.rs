@@ -82,4 +82,39 @@ impl AuditCursor {
             })
             .collect()
     }
+
+    /// "The operator's writes" as DESIGN.md defines them: accepted create,
+    /// update, patch and delete on configmaps and configmirrors (and their
+    /// status) in the namespaces under test, by that user agent. Lease
+    /// renewals and events are not counted.
+    pub fn operator_writes(&self, agent: &str, namespaces: &[&str]) -> Vec<AuditEvent> {
+        self.accepted_writes(agent, namespaces)
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e.object_ref.resource.as_str(),
+                    "configmaps" | "configmirrors"
+                )
+            })
+            .collect()
+    }
+}
+
+/// A short human summary of write events, for assertion messages.
+pub fn summary(events: &[AuditEvent]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            let sub = if e.object_ref.subresource.is_empty() {
+                String::new()
+            } else {
+                format!("/{}", e.object_ref.subresource)
+            };
+            format!(
+                "{} {}{} {}/{}",
+                e.verb, e.object_ref.resource, sub, e.object_ref.namespace, e.object_ref.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -3,7 +3,10 @@
 //! private PostgreSQL.
 
 pub mod audit;
+pub mod k8s;
+pub mod operator;
 pub mod postgres;
+pub mod scenario;
 
 use std::time::Duration;
 

@@ -1,0 +1,242 @@
+//! The planner's view of the world: sources, replicas and namespaces as
+//! plain values, built by the watches and read by the pure planner.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
+
+use super::hash::content_hash;
+use crate::api::keys;
+
+/// What a replica copies from its source: exactly what the content hash covers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReplicaContent {
+    pub data: BTreeMap<String, String>,
+    pub binary_data: BTreeMap<String, ByteString>,
+    pub immutable: bool,
+}
+
+impl ReplicaContent {
+    pub fn of(cm: &ConfigMap) -> Self {
+        Self {
+            data: cm.data.clone().unwrap_or_default(),
+            binary_data: cm.binary_data.clone().unwrap_or_default(),
+            immutable: cm.immutable.unwrap_or(false),
+        }
+    }
+}
+
+/// A source ConfigMap, hashed once when it enters the cache so that fanning
+/// it out to thousands of targets never hashes it again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceConfigMap {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub content: Arc<ReplicaContent>,
+    pub content_hash: String,
+    /// When the operator saw this version (replication lag starts here).
+    pub observed_at: Option<std::time::Instant>,
+}
+
+impl SourceConfigMap {
+    pub fn from_configmap(cm: &ConfigMap) -> Self {
+        let content = ReplicaContent::of(cm);
+        let meta = &cm.metadata;
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            labels: meta.labels.clone().unwrap_or_default(),
+            annotations: meta.annotations.clone().unwrap_or_default(),
+            content_hash: content_hash(&content),
+            content: Arc::new(content),
+            observed_at: None,
+        }
+    }
+
+    /// `<namespace>/<name>`, as replicas' source annotation spells it.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether this ConfigMap may be a source at all: never a replica (no
+    /// chains or loops) and never one Kubernetes itself manages.
+    pub fn eligible(&self) -> bool {
+        !keys::KUBERNETES_MANAGED_CONFIGMAPS.contains(&self.name.as_str())
+            && self.labels.get(keys::MANAGED_BY).map(String::as_str) != Some(keys::MANAGED_BY_VALUE)
+    }
+}
+
+/// What the operator keeps of a replica: its metadata and the hash of the
+/// content it actually holds (the data itself is dropped on arrival, so
+/// memory does not grow with replica size).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaMeta {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+    pub mirror_uid: Option<String>,
+    pub mirror: Option<String>,
+    pub source: Option<String>,
+    pub source_uid: Option<String>,
+    pub recorded_hash: Option<String>,
+    pub actual_hash: String,
+    pub immutable: bool,
+}
+
+impl ReplicaMeta {
+    /// From an object seen on the watch: its content is hashed here.
+    pub fn from_configmap(cm: &ConfigMap) -> Self {
+        let hash = content_hash(&ReplicaContent::of(cm));
+        Self::from_parts(&cm.metadata, hash, cm.immutable.unwrap_or(false))
+    }
+
+    /// From metadata and an already known content hash (our own writes:
+    /// we know what we wrote and need not hash it again).
+    pub fn from_parts(meta: &ObjectMeta, actual_hash: String, immutable: bool) -> Self {
+        let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k)).cloned();
+        let annotation = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k)).cloned();
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            mirror_uid: label(keys::MIRROR_UID),
+            mirror: annotation(keys::MIRROR),
+            source: annotation(keys::SOURCE),
+            source_uid: annotation(keys::SOURCE_UID),
+            recorded_hash: annotation(keys::CONTENT_HASH),
+            actual_hash,
+            immutable,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NamespaceMeta {
+    pub labels: BTreeMap<String, String>,
+    pub terminating: bool,
+}
+
+pub type Namespaces = HashMap<String, NamespaceMeta>;
+
+type Key = (String, String);
+
+/// Every replica the operator can see, by (namespace, name) and by owning
+/// mirror. Fed by the replica watch and by the operator's own writes: an
+/// entry is replaced only by a newer resourceVersion, so a watch event that
+/// lags behind our write never resurrects old state.
+#[derive(Debug, Default)]
+pub struct ReplicaIndex {
+    by_key: HashMap<Key, ReplicaMeta>,
+    by_mirror: HashMap<String, BTreeSet<Key>>,
+    /// resourceVersions at which we deleted a replica: older events are stale.
+    tombstones: HashMap<Key, String>,
+}
+
+/// Whether resourceVersion `a` is older than `b`. Kubernetes calls them
+/// opaque, but they are etcd revisions; when either is not a number we
+/// cannot tell and say no, which at worst costs a precondition failure.
+pub fn older(a: &str, b: &str) -> bool {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a < b,
+        _ => false,
+    }
+}
+
+impl ReplicaIndex {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&ReplicaMeta> {
+        self.by_key.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    pub fn owned_by<'a>(&'a self, mirror_uid: &str) -> impl Iterator<Item = &'a ReplicaMeta> + 'a {
+        self.by_mirror
+            .get(mirror_uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.by_key.get(k))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &ReplicaMeta> {
+        self.by_key.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Records a replica seen on the watch or written by us. Returns false
+    /// when the entry already held this or a newer version.
+    pub fn observe(&mut self, meta: ReplicaMeta) -> bool {
+        let key = (meta.namespace.clone(), meta.name.clone());
+        if let Some(dead) = self.tombstones.get(&key) {
+            if !older(dead, &meta.resource_version) {
+                return false;
+            }
+            self.tombstones.remove(&key);
+        }
+        if let Some(current) = self.by_key.get(&key)
+            && (current.resource_version == meta.resource_version
+                || older(&meta.resource_version, &current.resource_version))
+        {
+            return false;
+        }
+        self.unlink(&key);
+        if let Some(uid) = &meta.mirror_uid {
+            self.by_mirror
+                .entry(uid.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.by_key.insert(key, meta);
+        true
+    }
+
+    /// Removes a replica. `resource_version` is its last version: events
+    /// carrying it or an older one arrive late and are ignored.
+    pub fn forget(&mut self, namespace: &str, name: &str, resource_version: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(current) = self.by_key.get(&key)
+            && older(resource_version, &current.resource_version)
+        {
+            return;
+        }
+        self.unlink(&key);
+        self.by_key.remove(&key);
+        self.tombstones.insert(key, resource_version.to_string());
+    }
+
+    /// Replaces everything after a fresh list.
+    pub fn reset(&mut self, metas: impl IntoIterator<Item = ReplicaMeta>) {
+        self.by_key.clear();
+        self.by_mirror.clear();
+        self.tombstones.clear();
+        for meta in metas {
+            self.observe(meta);
+        }
+    }
+
+    fn unlink(&mut self, key: &Key) {
+        if let Some(uid) = self.by_key.get(key).and_then(|m| m.mirror_uid.clone())
+            && let Some(keys) = self.by_mirror.get_mut(&uid)
+        {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_mirror.remove(&uid);
+            }
+        }
+    }
+}

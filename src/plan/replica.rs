@@ -1,0 +1,87 @@
+//! What a replica looks like: the source's content under the operator's marks.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
+
+use super::model::{ReplicaMeta, SourceConfigMap};
+use crate::api::keys;
+
+/// The mirror a replica belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MirrorIdentity {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl MirrorIdentity {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The Go reference's owner label value for this mirror.
+    pub fn reference_owner(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+}
+
+/// The labels every replica of `mirror` carries.
+pub fn replica_labels(mirror: &MirrorIdentity) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            keys::MANAGED_BY.to_string(),
+            keys::MANAGED_BY_VALUE.to_string(),
+        ),
+        (keys::MIRROR_UID.to_string(), mirror.uid.clone()),
+    ])
+}
+
+pub fn replica_annotations(
+    mirror: &MirrorIdentity,
+    source: &SourceConfigMap,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (keys::MIRROR.to_string(), mirror.key()),
+        (keys::SOURCE.to_string(), source.key()),
+        (keys::SOURCE_UID.to_string(), source.uid.clone()),
+        (keys::CONTENT_HASH.to_string(), source.content_hash.clone()),
+    ])
+}
+
+/// The replica of `source` in `namespace`: same name, data, binaryData and
+/// immutable; the source's own labels and annotations are not copied. No
+/// ownerReferences: Kubernetes forbids them across namespaces.
+pub fn desired_configmap(
+    mirror: &MirrorIdentity,
+    source: &SourceConfigMap,
+    namespace: &str,
+    resource_version: Option<String>,
+) -> ConfigMap {
+    let content = &source.content;
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(source.name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(replica_labels(mirror)),
+            annotations: Some(replica_annotations(mirror, source)),
+            resource_version,
+            ..Default::default()
+        },
+        data: (!content.data.is_empty()).then(|| content.data.clone()),
+        binary_data: (!content.binary_data.is_empty()).then(|| content.binary_data.clone()),
+        immutable: content.immutable.then_some(true),
+    }
+}
+
+/// Whether an existing replica already is exactly what `desired_configmap`
+/// would write: same content and the same marks.
+pub fn in_sync(replica: &ReplicaMeta, mirror: &MirrorIdentity, source: &SourceConfigMap) -> bool {
+    replica.actual_hash == source.content_hash
+        && replica.recorded_hash.as_deref() == Some(source.content_hash.as_str())
+        && replica.mirror_uid.as_deref() == Some(mirror.uid.as_str())
+        && replica.mirror.as_deref() == Some(mirror.key().as_str())
+        && replica.source.as_deref() == Some(source.key().as_str())
+        && replica.source_uid.as_deref() == Some(source.uid.as_str())
+}

@@ -1,0 +1,301 @@
+//! Wiring: the ConfigMirror watch, the caches' triggers, and kube-runtime's
+//! applier (which never reconciles one object twice at once and bounds
+//! concurrency), running until shutdown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt, future};
+use kube::runtime::controller::{self, applier};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+use super::{Context, error_policy, reconcile};
+use crate::api::ConfigMirror;
+use crate::plan::selector::Selector;
+use crate::scope::Scope;
+use crate::telemetry::names;
+use crate::telemetry::server::Health;
+use crate::watches::{Trigger, TriggerReceiver, strip_managed_fields};
+
+/// What a mirror change must look like to be worth a reconcile: a new spec
+/// (generation), deletion starting, finalizers changing, or a new object
+/// under the same name. Status and label edits are not: that is how the
+/// operator's own status writes never trigger it again.
+fn mirror_predicate(mirror: &ConfigMirror) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    mirror.metadata.generation.hash(&mut h);
+    mirror.metadata.deletion_timestamp.is_some().hash(&mut h);
+    mirror.metadata.finalizers.hash(&mut h);
+    mirror.metadata.uid.hash(&mut h);
+    Some(h.finish())
+}
+
+/// The mirrors a trigger concerns.
+pub fn mirrors_for(
+    trigger: &Trigger,
+    mirrors: &[Arc<ConfigMirror>],
+    scope: &Scope,
+) -> Vec<ObjectRef<ConfigMirror>> {
+    mirrors
+        .iter()
+        .filter(|m| scope.owns(m))
+        .filter(|m| match trigger {
+            Trigger::Source { namespace, labels } => {
+                m.spec.source_namespace == *namespace
+                    && Selector::parse(m.spec.selector.as_ref())
+                        .map(|s| labels.iter().any(|l| s.matches(l)))
+                        .unwrap_or(false)
+            }
+            Trigger::Replica { mirror_uid } => {
+                m.metadata.uid.as_deref() == Some(mirror_uid.as_str())
+            }
+            Trigger::Namespace { name } => {
+                m.spec.source_namespace == *name
+                    || m.spec.target_namespaces.contains(name)
+                    || m.spec.target_namespace_selector.is_some()
+            }
+        })
+        .map(|m| ObjectRef::from_obj(m.as_ref()))
+        .collect()
+}
+
+/// Source namespace → selectors, over the mirrors this process owns.
+pub fn wanted_sources(
+    mirrors: &[Arc<ConfigMirror>],
+    scope: &Scope,
+) -> BTreeMap<String, BTreeSet<Selector>> {
+    let mut wanted: BTreeMap<String, BTreeSet<Selector>> = BTreeMap::new();
+    for m in mirrors
+        .iter()
+        .filter(|m| scope.owns(m) && m.metadata.deletion_timestamp.is_none())
+    {
+        if let Ok(s) = Selector::parse(m.spec.selector.as_ref()) {
+            wanted
+                .entry(m.spec.source_namespace.clone())
+                .or_default()
+                .insert(s);
+        }
+    }
+    wanted
+}
+
+fn mirror_api(ctx: &Context) -> Api<ConfigMirror> {
+    match ctx.scope.single_namespace() {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves, then lets in-flight
+/// reconciles finish.
+pub async fn run(
+    ctx: Arc<Context>,
+    triggers: TriggerReceiver,
+    concurrency: u16,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store::<ConfigMirror>();
+    let scope = ctx.scope.clone();
+    // The store's own readiness wakes only one waiter (the applier), so the
+    // first complete list is also announced here.
+    let (listed_tx, listed) = tokio::sync::watch::channel(false);
+    let mirror_events = watcher(mirror_api(&ctx), watcher::Config::default())
+        .default_backoff()
+        .modify(|m| strip_managed_fields(&mut m.metadata))
+        // Mirrors out of scope never reach the store.
+        .try_filter(move |event| {
+            future::ready(match event {
+                watcher::Event::Apply(m)
+                | watcher::Event::InitApply(m)
+                | watcher::Event::Delete(m) => scope.owns(m),
+                watcher::Event::Init | watcher::Event::InitDone => true,
+            })
+        })
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                listed_tx.send_replace(true);
+            }
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(mirror_predicate, PredicateConfig::default())
+        .map_ok(|m| ObjectRef::from_obj(&m));
+
+    let (trigger_reader, trigger_scope) = (reader.clone(), ctx.scope.clone());
+    let trigger_refs =
+        tokio_stream::wrappers::UnboundedReceiverStream::new(triggers).flat_map(move |trigger| {
+            let refs = mirrors_for(&trigger, &trigger_reader.state(), &trigger_scope);
+            futures::stream::iter(refs.into_iter().map(Ok::<_, watcher::Error>))
+        });
+
+    let housekeeping = tokio::spawn(housekeeping(ctx.clone(), reader.clone(), listed, health));
+    let queue = futures::stream::select(mirror_events, trigger_refs).take_until(shutdown);
+    applier(
+        |mirror, ctx| Box::pin(reconcile(mirror, ctx)),
+        error_policy,
+        ctx.clone(),
+        reader,
+        queue,
+        controller::Config::default().concurrency(concurrency),
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            match e {
+                // A mirror deleted while queued: nothing to do.
+                controller::Error::ObjectNotFound(_) => {}
+                e => tracing::warn!(error = %e, "controller"),
+            }
+        }
+    })
+    .await;
+    housekeeping.abort();
+}
+
+/// Keeps source watches to what owned mirrors need, and the gauges current.
+async fn housekeeping(
+    ctx: Arc<Context>,
+    mirrors: Store<ConfigMirror>,
+    mut listed: tokio::sync::watch::Receiver<bool>,
+    health: Arc<Health>,
+) {
+    let _ = listed.wait_for(|listed| *listed).await;
+    health.set_ready(true, "caches synced");
+    tracing::info!("ConfigMirror cache synced; ready");
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        let state = mirrors.state();
+        ctx.sources.retain(&wanted_sources(&state, &ctx.scope));
+        let owned = state.iter().filter(|m| ctx.scope.owns(m)).count();
+        metrics::gauge!(names::MIRRORS).set(owned as f64);
+        metrics::gauge!(names::SOURCE_WATCHES).set(ctx.sources.watched_namespaces() as f64);
+        // Mirrors that vanished without our finalizer (forced removal) are forgotten.
+        let live: BTreeSet<String> = state.iter().filter_map(|m| m.uid()).collect();
+        ctx.memory.retain(&live);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ConfigMirrorSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    fn mirror(ns: &str, name: &str, uid: &str, spec: ConfigMirrorSpec) -> Arc<ConfigMirror> {
+        let mut m = ConfigMirror::new(name, spec);
+        m.metadata.namespace = Some(ns.into());
+        m.metadata.uid = Some(uid.into());
+        Arc::new(m)
+    }
+
+    fn spec(
+        source: &str,
+        targets: &[&str],
+        app: Option<&str>,
+        any_namespace: bool,
+    ) -> ConfigMirrorSpec {
+        ConfigMirrorSpec {
+            source_namespace: source.into(),
+            target_namespaces: targets.iter().map(|s| s.to_string()).collect(),
+            target_namespace_selector: any_namespace.then(LabelSelector::default),
+            selector: app.map(|a| LabelSelector {
+                match_labels: Some([("app".to_string(), a.to_string())].into()),
+                match_expressions: None,
+            }),
+            database: None,
+        }
+    }
+
+    fn names(refs: Vec<ObjectRef<ConfigMirror>>) -> Vec<String> {
+        let mut n: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        n.sort();
+        n
+    }
+
+    fn world() -> Vec<Arc<ConfigMirror>> {
+        vec![
+            mirror(
+                "team-a",
+                "web",
+                "u1",
+                spec("src", &["dev"], Some("web"), false),
+            ),
+            mirror(
+                "team-a",
+                "api",
+                "u2",
+                spec("src", &["prod"], Some("api"), false),
+            ),
+            mirror("team-a", "all", "u3", spec("other", &[], None, true)),
+            mirror(
+                "team-b",
+                "web",
+                "u4",
+                spec("src", &["dev"], Some("web"), false),
+            ),
+        ]
+    }
+
+    #[test]
+    fn source_changes_reach_mirrors_whose_selector_matched_before_or_after() {
+        let scope = Scope::new(["team-a".to_string()]);
+        let labels = |app: &str| BTreeMap::from([("app".to_string(), app.to_string())]);
+        let t = Trigger::Source {
+            namespace: "src".into(),
+            labels: vec![labels("web"), labels("api")],
+        };
+        assert_eq!(names(mirrors_for(&t, &world(), &scope)), ["api", "web"]);
+        let t = Trigger::Source {
+            namespace: "src".into(),
+            labels: vec![labels("db")],
+        };
+        assert!(mirrors_for(&t, &world(), &scope).is_empty());
+    }
+
+    #[test]
+    fn replica_and_namespace_changes_reach_the_right_mirrors() {
+        let scope = Scope::default();
+        let t = Trigger::Replica {
+            mirror_uid: "u2".into(),
+        };
+        assert_eq!(names(mirrors_for(&t, &world(), &scope)), ["api"]);
+        let t = Trigger::Namespace {
+            name: "prod".into(),
+        };
+        assert_eq!(names(mirrors_for(&t, &world(), &scope)), ["all", "api"]);
+        let t = Trigger::Namespace { name: "src".into() };
+        assert_eq!(
+            names(mirrors_for(&t, &world(), &scope)),
+            ["all", "api", "web", "web"]
+        );
+    }
+
+    #[test]
+    fn wanted_sources_groups_selectors_by_namespace_in_scope() {
+        let wanted = wanted_sources(&world(), &Scope::new(["team-a".to_string()]));
+        assert_eq!(wanted.keys().collect::<Vec<_>>(), ["other", "src"]);
+        assert_eq!(wanted["src"].len(), 2);
+        assert!(wanted["other"].iter().next().unwrap().is_everything());
+    }
+
+    #[test]
+    fn only_spec_deletion_and_finalizer_changes_pass_the_predicate() {
+        let m = world()[0].as_ref().clone();
+        let base = mirror_predicate(&m);
+        let mut status_only = m.clone();
+        status_only.status = Some(Default::default());
+        status_only.metadata.resource_version = Some("99".into());
+        assert_eq!(mirror_predicate(&status_only), base);
+        let mut new_spec = m.clone();
+        new_spec.metadata.generation = Some(2);
+        assert_ne!(mirror_predicate(&new_spec), base);
+        let mut finalized = m.clone();
+        finalized.metadata.finalizers = Some(vec!["x".into()]);
+        assert_ne!(mirror_predicate(&finalized), base);
+    }
+}

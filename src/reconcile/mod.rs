@@ -1,0 +1,252 @@
+//! The controller: read → pure plan → apply → status, per ConfigMirror.
+
+pub mod apply;
+pub mod context;
+pub mod controller;
+pub mod events;
+pub mod finalizer;
+pub mod status;
+
+#[cfg(test)]
+mod status_tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+pub use context::{Context, Settings};
+
+use crate::api::{ConfigMirror, ConfigMirrorStatus, ShardStatus};
+use crate::plan::{self, MirrorIdentity, PlanInput};
+use crate::telemetry::names;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Watch(#[from] crate::watches::Error),
+    #[error("{failed} replica writes failed, first: {first}")]
+    SyncFailed { failed: usize, first: String },
+    #[error("{remaining} replicas could not be deleted yet, first: {first}")]
+    CleanupIncomplete { remaining: usize, first: String },
+    #[error("the object has no {0}")]
+    Incomplete(&'static str),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Watch(e) => e.metric_label(),
+            Error::SyncFailed { .. } => "sync_failed",
+            Error::CleanupIncomplete { .. } => "cleanup_incomplete",
+            Error::Incomplete(_) => "incomplete",
+        }
+    }
+}
+
+fn identity(mirror: &ConfigMirror) -> Result<MirrorIdentity, Error> {
+    Ok(MirrorIdentity {
+        namespace: mirror.namespace().ok_or(Error::Incomplete("namespace"))?,
+        name: mirror.name_any(),
+        uid: mirror.uid().ok_or(Error::Incomplete("uid"))?,
+    })
+}
+
+fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+pub async fn reconcile(mirror: Arc<ConfigMirror>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.scope.owns(&mirror) {
+        return Ok(Action::await_change());
+    }
+    let id = identity(&mirror)?;
+    let started = Instant::now();
+    let result = if mirror.metadata.deletion_timestamp.is_some() {
+        finalizer::cleanup(&ctx, &mirror, &id).await
+    } else {
+        sync(&ctx, &mirror, &id).await
+    };
+    let label = match &result {
+        Ok(_) => "success",
+        Err(e) => e.metric_label(),
+    };
+    metrics::counter!(names::RECONCILE_TOTAL, "result" => label).increment(1);
+    metrics::histogram!(names::RECONCILE_DURATION, "result" => label)
+        .record(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.memory.succeeded(&id.uid);
+    }
+    result
+}
+
+/// Per-object exponential backoff with jitter.
+pub fn error_policy(mirror: Arc<ConfigMirror>, error: &Error, ctx: Arc<Context>) -> Action {
+    let uid = mirror.uid().unwrap_or_default();
+    let failures = ctx.memory.failed(&uid);
+    let delay = context::backoff(
+        failures,
+        ctx.settings.backoff_base,
+        ctx.settings.backoff_max,
+    );
+    tracing::warn!(
+        mirror = %format!("{}/{}", mirror.namespace().unwrap_or_default(), mirror.name_any()),
+        error = %error, failures, retry_in = ?delay, "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+fn shard_status(ctx: &Context) -> ShardStatus {
+    let _ = ctx;
+    ShardStatus {
+        member: "local".into(),
+        epoch: 0,
+    }
+}
+
+async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Result<Action, Error> {
+    finalizer::ensure(ctx, mirror, id).await?;
+    let rv = mirror.resource_version().unwrap_or_default();
+    let previous = ctx
+        .memory
+        .current_status(&id.uid, &rv, mirror.status.as_ref());
+    let generation = mirror.metadata.generation;
+
+    let spec = match plan::validate(&mirror.spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let status =
+                status::invalid_spec(previous.as_ref(), generation, &e, &now(), shard_status(ctx));
+            if write_status(ctx, mirror, id, previous.as_ref(), status).await? {
+                events::invalid_spec(ctx, mirror, &e).await;
+            }
+            ctx.memory.record_outcome(&id.uid, 0, false);
+            // Permanent: no retries until the spec (its generation) changes.
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Read: sources from the namespace watch (started on first use), the rest from the caches.
+    let candidates = ctx
+        .sources
+        .sources(&spec.source_namespace, &spec.source_selector)
+        .await?;
+    let known = ctx
+        .memory
+        .known_conflicts(&id.uid, ctx.settings.conflict_recheck);
+    let plan = {
+        let replicas = ctx.replicas.read();
+        let namespaces = ctx.namespaces.read();
+        plan::plan(&PlanInput {
+            mirror: id,
+            spec: &spec,
+            candidates: &candidates,
+            replicas: &replicas,
+            namespaces: &namespaces,
+            policy: &ctx.settings.policy,
+            known_conflicts: &known,
+        })
+    };
+
+    // Apply.
+    let outcome = apply::apply(ctx, id, plan.actions.clone()).await;
+
+    // Status, and events for what is new.
+    let status = status::build(&status::StatusInput {
+        generation,
+        previous: previous.as_ref(),
+        plan: &plan,
+        outcome: &outcome,
+        now: now(),
+        shard: shard_status(ctx),
+        database: None,
+    });
+    let ready = status::is_ready(&status);
+    let conflicts = status.conflicts as usize;
+    let known_before: Vec<(String, String)> = previous
+        .iter()
+        .flat_map(|p| p.problems.iter().filter(|p| p.reason == "Conflict"))
+        .map(|p| (p.namespace.clone(), p.name.clone()))
+        .collect();
+    write_status(ctx, mirror, id, previous.as_ref(), status).await?;
+    let (total_conflicts, total_ready) = ctx.memory.record_outcome(&id.uid, conflicts, ready);
+    metrics::gauge!(names::REPLICA_CONFLICTS).set(total_conflicts as f64);
+    metrics::gauge!(names::MIRRORS_READY).set(total_ready as f64);
+
+    let new_conflicts: Vec<_> = plan
+        .conflicts
+        .iter()
+        .chain(&outcome.conflicts)
+        .filter(|c| !known_before.contains(&(c.namespace.clone(), c.name.clone())))
+        .collect();
+    if !new_conflicts.is_empty() {
+        metrics::counter!(names::CONFLICTS_DETECTED).increment(new_conflicts.len() as u64);
+        events::conflicts(ctx, mirror, &new_conflicts).await;
+    }
+    let creates = outcome.written.len();
+    if creates > 0 {
+        let namespaces: std::collections::BTreeSet<&str> =
+            outcome.written.iter().map(|(_, ns)| ns.as_str()).collect();
+        events::created(ctx, mirror, creates, namespaces.len()).await;
+    }
+    if !outcome.deleted.is_empty() {
+        events::replicas_deleted(ctx, mirror, &outcome.deleted).await;
+    }
+    if !outcome.failures.is_empty() {
+        events::failures(ctx, mirror, &outcome.failures).await;
+        return Err(Error::SyncFailed {
+            failed: outcome.failures.len(),
+            first: outcome.failures[0].message.clone(),
+        });
+    }
+    tracing::debug!(
+        mirror = %id.key(), sources = plan.sources.len(), targets = plan.targets.count(),
+        written = outcome.written.len(), deleted = outcome.deleted.len(), conflicts, stale = outcome.stale,
+        "reconciled"
+    );
+    Ok(if outcome.stale > 0 {
+        // Our view was behind; the watch is catching up. Look again soon.
+        Action::requeue(Duration::from_secs(1))
+    } else if conflicts > 0 {
+        Action::requeue(ctx.settings.conflict_recheck)
+    } else {
+        Action::requeue(ctx.settings.resync)
+    })
+}
+
+/// Writes status with server-side apply, only when its content changed.
+/// Returns whether it wrote.
+async fn write_status(
+    ctx: &Context,
+    mirror: &ConfigMirror,
+    id: &MirrorIdentity,
+    previous: Option<&ConfigMirrorStatus>,
+    status: ConfigMirrorStatus,
+) -> Result<bool, Error> {
+    if previous == Some(&status) {
+        return Ok(false);
+    }
+    let api: Api<ConfigMirror> = Api::namespaced(ctx.client.clone(), &id.namespace);
+    let patch = json!({
+        "apiVersion": "mirror.configmirror.io/v1alpha1",
+        "kind": "ConfigMirror",
+        "metadata": {"name": id.name},
+        "status": status,
+    });
+    let params = PatchParams::apply(apply::FIELD_MANAGER).force();
+    let written = api
+        .patch_status(&mirror.name_any(), &params, &Patch::Apply(&patch))
+        .await?;
+    ctx.memory.wrote_status(
+        &id.uid,
+        written.resource_version().unwrap_or_default(),
+        status,
+    );
+    Ok(true)
+}

@@ -1,0 +1,316 @@
+//! Status: built by a pure function from the plan and what applying it did,
+//! and written only when its content changes. Timestamps move only when
+//! content moved, so a status write never triggers another reconcile.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::apply::Outcome;
+use crate::api::{
+    ConfigMirrorStatus, DatabaseStatus, MAX_PROBLEMS, MAX_REPLICATED_CONFIGMAPS,
+    MAX_TARGETS_PER_ENTRY, Problem, ReplicatedConfigMap, ShardStatus,
+};
+use crate::plan::{Conflict, Holder, ReplicaPlan, SpecError};
+
+pub const READY: &str = "Ready";
+pub const CONFLICT: &str = "Conflict";
+pub const DATABASE_SYNCED: &str = "DatabaseSynced";
+
+pub struct StatusInput<'a> {
+    pub generation: Option<i64>,
+    pub previous: Option<&'a ConfigMirrorStatus>,
+    pub plan: &'a ReplicaPlan,
+    pub outcome: &'a Outcome,
+    pub now: Time,
+    pub shard: ShardStatus,
+    /// The DatabaseSynced condition and databaseStatus, when persistence applies.
+    pub database: Option<(Condition, DatabaseStatus)>,
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        // Filled in by `settle_transitions`.
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// Keeps a condition's lastTransitionTime unless its status flipped.
+fn settle_transitions(
+    conditions: &mut [Condition],
+    previous: Option<&ConfigMirrorStatus>,
+    now: &Time,
+) {
+    for c in conditions {
+        let before = previous.and_then(|p| p.conditions.iter().find(|o| o.type_ == c.type_));
+        c.last_transition_time = match before {
+            Some(b) if b.status == c.status => b.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+    }
+}
+
+pub fn describe_conflict(c: &Conflict) -> String {
+    let held = match &c.holder {
+        Holder::OtherMirror(m) => format!("is a replica of mirror {m}, which got there first"),
+        Holder::Unmanaged => {
+            "exists and is not managed by ConfigMirror; the operator never overwrites it".into()
+        }
+        Holder::Reference => {
+            "is the reference operator's replica of this mirror; start the operator with \
+                              --adopt-reference-replicas to adopt it"
+                .into()
+        }
+    };
+    format!(
+        "ConfigMap {}/{} {held}. Delete or rename it to let this mirror replicate there.",
+        c.namespace, c.name
+    )
+}
+
+fn problems(plan: &ReplicaPlan, outcome: &Outcome) -> Vec<Problem> {
+    let mut all: Vec<Problem> = Vec::new();
+    for f in &outcome.failures {
+        all.push(Problem {
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+            reason: "WriteFailed".into(),
+            message: format!("{} failed: {}", f.op, f.message),
+        });
+    }
+    for c in plan.conflicts.iter().chain(&outcome.conflicts) {
+        all.push(Problem {
+            namespace: c.namespace.clone(),
+            name: c.name.clone(),
+            reason: "Conflict".into(),
+            message: describe_conflict(c),
+        });
+    }
+    for ns in &plan.targets.missing {
+        all.push(Problem {
+            namespace: ns.clone(),
+            name: String::new(),
+            reason: "NamespaceMissing".into(),
+            message: format!(
+                "target namespace {ns} does not exist; its replicas are created when it appears"
+            ),
+        });
+    }
+    all.sort();
+    all.dedup();
+    if all.len() > MAX_PROBLEMS {
+        let more = all.len() - (MAX_PROBLEMS - 1);
+        all.truncate(MAX_PROBLEMS - 1);
+        all.push(Problem {
+            namespace: String::new(),
+            name: String::new(),
+            reason: "More".into(),
+            message: format!("and {more} more problems not listed"),
+        });
+    }
+    all
+}
+
+pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
+    let (plan, outcome) = (input.plan, input.outcome);
+    let mut in_sync: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (source, namespaces) in &plan.in_sync {
+        in_sync
+            .entry(source)
+            .or_default()
+            .extend(namespaces.iter().map(String::as_str));
+    }
+    let mut written_sources: BTreeSet<&str> = BTreeSet::new();
+    for (source, namespace) in &outcome.written {
+        in_sync.entry(source).or_default().insert(namespace);
+        written_sources.insert(source);
+    }
+    let replicas: usize = in_sync.values().map(BTreeSet::len).sum();
+    let conflicts = plan.conflicts.len() + outcome.conflicts.len();
+    let wanted = plan.sources.len() * plan.targets.present.len();
+
+    let previous_entries: BTreeMap<(&str, &str), &ReplicatedConfigMap> = input
+        .previous
+        .map(|p| {
+            p.replicated_config_maps
+                .iter()
+                .map(|e| ((e.source_namespace.as_str(), e.name.as_str()), e))
+                .collect()
+        })
+        .unwrap_or_default();
+    let replicated = plan
+        .sources
+        .iter()
+        .take(MAX_REPLICATED_CONFIGMAPS)
+        .map(|s| {
+            let targets = in_sync.get(s.name.as_str());
+            let previous = previous_entries.get(&(s.namespace.as_str(), s.name.as_str()));
+            let last_sync_time = if written_sources.contains(s.name.as_str()) {
+                Some(input.now.clone())
+            } else {
+                previous
+                    .and_then(|p| p.last_sync_time.clone())
+                    .or_else(|| Some(input.now.clone()))
+            };
+            ReplicatedConfigMap {
+                name: s.name.clone(),
+                source_namespace: s.namespace.clone(),
+                targets: targets
+                    .map(|t| {
+                        t.iter()
+                            .take(MAX_TARGETS_PER_ENTRY)
+                            .map(|n| n.to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                target_count: targets.map_or(0, |t| t.len() as i32),
+                last_sync_time,
+            }
+        })
+        .collect();
+
+    let generation = input.generation;
+    let (ready, reason, message) = if !outcome.failures.is_empty() {
+        let f = &outcome.failures[0];
+        (
+            false,
+            "WriteFailed",
+            format!(
+                "{} replica writes failed (first: {} {}/{}: {}); retrying with backoff",
+                outcome.failures.len(),
+                f.op,
+                f.namespace,
+                f.name,
+                f.message
+            ),
+        )
+    } else if conflicts > 0 {
+        (
+            false,
+            "Conflict",
+            format!(
+                "{conflicts} of {wanted} replicas are blocked by ConfigMaps this mirror does not own; see status.problems"
+            ),
+        )
+    } else if !plan.targets.missing.is_empty() {
+        let missing: Vec<&str> = plan
+            .targets
+            .missing
+            .iter()
+            .map(String::as_str)
+            .take(5)
+            .collect();
+        (
+            false,
+            "NamespaceMissing",
+            format!(
+                "{} target namespaces do not exist yet ({}); they are filled when they appear",
+                plan.targets.missing.len(),
+                missing.join(", ")
+            ),
+        )
+    } else if replicas < wanted {
+        (
+            false,
+            "Progressing",
+            format!("{replicas} of {wanted} replicas in sync"),
+        )
+    } else {
+        (
+            true,
+            "Synced",
+            format!(
+                "{replicas} replicas of {} sources in sync across {} namespaces",
+                plan.sources.len(),
+                plan.targets.present.len()
+            ),
+        )
+    };
+    let mut conditions = vec![
+        condition(READY, ready, reason, message, generation),
+        if conflicts > 0 {
+            condition(
+                CONFLICT,
+                true,
+                "ReplicaConflict",
+                format!(
+                    "{conflicts} replica names are held by ConfigMaps this mirror does not own"
+                ),
+                generation,
+            )
+        } else {
+            condition(
+                CONFLICT,
+                false,
+                "NoConflict",
+                "no replica name is held by anyone else".into(),
+                generation,
+            )
+        },
+    ];
+    let database_status = input.database.as_ref().map(|(c, d)| {
+        conditions.push(c.clone());
+        d.clone()
+    });
+    settle_transitions(&mut conditions, input.previous, &input.now);
+
+    ConfigMirrorStatus {
+        observed_generation: generation,
+        conditions,
+        sources: plan.sources.len() as i32,
+        targets: plan.targets.count() as i32,
+        replicas: replicas as i32,
+        conflicts: conflicts as i32,
+        problems: problems(plan, outcome),
+        replicated_config_maps: replicated,
+        database_status,
+        shard: Some(input.shard.clone()),
+    }
+}
+
+/// The status of a mirror whose spec can never work as written.
+pub fn invalid_spec(
+    previous: Option<&ConfigMirrorStatus>,
+    generation: Option<i64>,
+    error: &SpecError,
+    now: &Time,
+    shard: ShardStatus,
+) -> ConfigMirrorStatus {
+    let mut conditions = vec![condition(
+        READY,
+        false,
+        "InvalidSpec",
+        format!("{error}. Fix the spec; nothing is replicated or retried until it changes."),
+        generation,
+    )];
+    // Keep what the other conditions said: the replicas are still there.
+    conditions.extend(
+        previous
+            .into_iter()
+            .flat_map(|p| p.conditions.iter().filter(|c| c.type_ != READY).cloned()),
+    );
+    settle_transitions(&mut conditions, previous, now);
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    status.conditions = conditions;
+    status.shard = Some(shard);
+    status
+}
+
+pub fn is_ready(status: &ConfigMirrorStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True")
+}

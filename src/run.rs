@@ -1,0 +1,194 @@
+//! `configmirror run`: telemetry, the HTTP endpoints, and the controller in
+//! the mode the flags choose (one process, or leader election).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::RunArgs;
+use crate::kubeclient::{self, ClientOptions};
+use crate::leader;
+use crate::plan::TargetPolicy;
+use crate::reconcile::{Context, Settings, controller};
+use crate::scope::Scope;
+use crate::telemetry::{self, server::Health};
+use crate::watches::{NamespaceCache, ReplicaCache, SourceCache, trigger_channel};
+
+/// Resolves once SIGTERM or SIGINT arrived; cheap to clone.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn on_signals() -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight work"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight work"),
+            }
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init_tracing(args.log_format);
+    let metrics = telemetry::install_recorder()?;
+    let member = args.member();
+    let shutdown = Shutdown::on_signals();
+    let health = Arc::new(Health::default());
+    health.set_ready(false, "starting");
+
+    let (metrics_listener, metrics_addr) =
+        telemetry::server::bind(&args.metrics_bind_address).await?;
+    let (health_listener, health_addr) =
+        telemetry::server::bind(&args.health_probe_bind_address).await?;
+    tracing::info!(version = crate::VERSION, %member, metrics = %metrics_addr, health = %health_addr, "starting");
+    let servers = [
+        tokio::spawn(telemetry::server::serve(
+            metrics_listener,
+            telemetry::server::metrics_router(metrics),
+            shutdown.wait(),
+        )),
+        tokio::spawn(telemetry::server::serve(
+            health_listener,
+            telemetry::server::health_router(health.clone()),
+            shutdown.wait(),
+        )),
+    ];
+
+    let client = kubeclient::build(&ClientOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        user_agent: kubeclient::user_agent(&member),
+        qps: args.kube_api_qps,
+        burst: args.kube_api_burst,
+    })
+    .await?;
+
+    if args.leader_elect {
+        leader::set_status(false, &args.leader_election_id);
+        // A standby is ready: it is doing what it should.
+        health.set_ready(true, "standby");
+        let mut leadership = leader::campaign(
+            client.clone(),
+            &args.namespace,
+            &args.leader_election_id,
+            &member,
+            args.lease_duration_seconds,
+        )
+        .await?;
+        tokio::select! {
+            acquired = leadership.acquired() => {
+                if !acquired {
+                    anyhow::bail!("leader election stopped before this process became leader");
+                }
+            }
+            _ = shutdown.wait() => {
+                leadership.release().await;
+                return Ok(());
+            }
+        }
+        tracing::info!(lease = %args.leader_election_id, "became leader");
+        leader::set_status(true, &args.leader_election_id);
+        health.set_ready(false, "leader: caches syncing");
+        let lost = leadership.lost();
+        let stop = {
+            let shutdown = shutdown.wait();
+            async move {
+                tokio::select! { _ = shutdown => false, _ = lost => true }
+            }
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let lost_lease = tokio::spawn(async move {
+            let lost = stop.await;
+            let _ = stop_tx.send(true);
+            lost
+        });
+        let stop_signal = async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        run_controller(client, &args, &member, health.clone(), stop_signal).await;
+        leader::set_status(false, &args.leader_election_id);
+        if lost_lease.await.unwrap_or(false) {
+            // Fail-stop: never act without the Lease.
+            anyhow::bail!("lost the leader Lease; exiting so a standby takes over");
+        }
+        leadership.release().await;
+    } else {
+        run_controller(client, &args, &member, health.clone(), shutdown.wait()).await;
+    }
+    for server in servers {
+        let _ = server.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the caches, waits for their first lists, then runs the controller
+/// until `stop`.
+pub async fn run_controller(
+    client: Client,
+    args: &RunArgs,
+    member: &str,
+    health: Arc<Health>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (triggers, trigger_rx) = trigger_channel();
+    let (namespaces, namespace_task) = NamespaceCache::start(client.clone(), triggers.clone());
+    let (replicas, replica_task) = ReplicaCache::start(client.clone(), triggers.clone());
+    let sources = SourceCache::new(client.clone(), triggers, Duration::from_secs(30));
+    let settings = Settings {
+        member: member.to_string(),
+        policy: TargetPolicy::new(args.excluded()),
+        adopt_reference_replicas: args.adopt_reference_replicas,
+        write_concurrency: args.write_concurrency,
+        resync: args.resync(),
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "configmirror".into(),
+                instance: Some(member.to_string()),
+            },
+        ),
+        writes: Semaphore::new(settings.write_concurrency.max(1)),
+        client,
+        settings,
+        scope: Scope::new(args.watch_namespace.clone()),
+        namespaces: namespaces.clone(),
+        replicas: replicas.clone(),
+        sources,
+        memory: Default::default(),
+    });
+    let (mut ns_ready, mut replicas_ready) = (namespaces.readiness(), replicas.readiness());
+    let stop = futures::FutureExt::shared(Box::pin(stop));
+    tokio::select! {
+        _ = async { ns_ready.wait().await; replicas_ready.wait().await } => {}
+        _ = stop.clone() => {
+            namespace_task.abort();
+            replica_task.abort();
+            return;
+        }
+    }
+    tracing::info!("namespace and replica caches synced");
+    controller::run(ctx, trigger_rx, args.concurrency, health, stop).await;
+    namespace_task.abort();
+    replica_task.abort();
+}

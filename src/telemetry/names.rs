@@ -1,0 +1,68 @@
+//! Metric names, in one place so the dashboard, the alerts and the tests
+//! that check them agree. Labels are bounded: by result, op or shard,
+//! never by mirror (per-mirror detail lives in status, events and logs).
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+// Reference-compatible series.
+pub const REST_CLIENT_REQUESTS: &str = "rest_client_requests_total";
+pub const LEADER_ELECTION_MASTER_STATUS: &str = "leader_election_master_status";
+
+pub const RECONCILE_TOTAL: &str = "configmirror_reconcile_total";
+pub const RECONCILE_DURATION: &str = "configmirror_reconcile_duration_seconds";
+pub const REPLICA_WRITES: &str = "configmirror_replica_writes_total";
+pub const REPLICATION_LAG: &str = "configmirror_replication_lag_seconds";
+pub const CONFLICTS_DETECTED: &str = "configmirror_conflicts_detected_total";
+pub const REPLICA_CONFLICTS: &str = "configmirror_replica_conflicts";
+pub const MIRRORS: &str = "configmirror_mirrors";
+pub const MIRRORS_READY: &str = "configmirror_mirrors_ready";
+pub const SOURCE_WATCHES: &str = "configmirror_source_namespaces_watched";
+pub const EVENTS_PUBLISHED: &str = "configmirror_events_published_total";
+
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+pub const LAG_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+pub fn describe() {
+    describe_counter!(
+        REST_CLIENT_REQUESTS,
+        "Kubernetes API requests by response code and method"
+    );
+    describe_gauge!(
+        LEADER_ELECTION_MASTER_STATUS,
+        "1 while this process holds the leader Lease"
+    );
+    describe_counter!(RECONCILE_TOTAL, "Reconciles of ConfigMirrors by result");
+    describe_histogram!(
+        RECONCILE_DURATION,
+        Unit::Seconds,
+        "Reconcile duration by result"
+    );
+    describe_counter!(
+        REPLICA_WRITES,
+        "Replica writes by op (create, update, replace, delete) and result"
+    );
+    describe_histogram!(
+        REPLICATION_LAG,
+        Unit::Seconds,
+        "From a source change seen to its replica written"
+    );
+    describe_counter!(
+        CONFLICTS_DETECTED,
+        "Replica names found held by a ConfigMap the mirror does not own"
+    );
+    describe_gauge!(
+        REPLICA_CONFLICTS,
+        "Replicas currently blocked by a conflict, over all mirrors"
+    );
+    describe_gauge!(MIRRORS, "ConfigMirrors this process reconciles");
+    describe_gauge!(MIRRORS_READY, "ConfigMirrors whose Ready condition is True");
+    describe_gauge!(SOURCE_WATCHES, "Source namespaces watched");
+    describe_counter!(
+        EVENTS_PUBLISHED,
+        "Kubernetes Events published by reason type"
+    );
+}

@@ -1,0 +1,94 @@
+//! /metrics on one address, /healthz and /readyz on another (port 0 picks
+//! a free port, logged), like controller-runtime's two listeners.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use super::{Error, parse_bind_address};
+
+/// What /readyz reports: set by whichever mode the process runs in.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    reason: std::sync::Mutex<String>,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool, reason: &str) {
+        self.ready.store(ready, Ordering::SeqCst);
+        *self.reason.lock().unwrap() = reason.to_string();
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+pub async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), Error> {
+    let addr = parse_bind_address(address)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind {
+            address: address.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| Error::Bind {
+        address: address.to_string(),
+        source,
+    })?;
+    Ok((listener, local))
+}
+
+pub fn metrics_router(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                metrics_process::Collector::default().collect();
+                handle.render()
+            }
+        }),
+    )
+}
+
+pub fn health_router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(health)
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
+    if health.is_ready() {
+        (StatusCode::OK, "ok".into())
+    } else {
+        let reason = health.reason.lock().unwrap().clone();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}"),
+        )
+    }
+}
+
+/// Serves `router` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}

@@ -1,0 +1,83 @@
+//! The operator's caches, each fed by a narrow watch, so memory follows what
+//! mirrors select and never the rest of the cluster:
+//! - namespaces (metadata only),
+//! - replicas (through the managed-by label; their data is hashed and dropped),
+//! - sources (only the source namespaces of owned mirrors, label-filtered
+//!   where the selectors allow).
+//!
+//! Each cache sends `Trigger`s when something a mirror depends on changes;
+//! the controller maps them to the mirrors concerned.
+
+pub mod namespaces;
+pub mod replicas;
+pub mod sources;
+
+use std::collections::BTreeMap;
+
+use tokio::sync::{mpsc, watch};
+
+pub use namespaces::NamespaceCache;
+pub use replicas::ReplicaCache;
+pub use sources::SourceCache;
+
+/// Something changed that may concern some mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A ConfigMap in a source namespace changed; `labels` holds its labels
+    /// before and after, so mirrors it stopped matching hear of it too.
+    Source {
+        namespace: String,
+        labels: Vec<BTreeMap<String, String>>,
+    },
+    /// A replica owned by the mirror with this UID changed or disappeared.
+    Replica { mirror_uid: String },
+    /// A namespace appeared, changed labels, started terminating or vanished.
+    Namespace { name: String },
+}
+
+pub type TriggerSender = mpsc::UnboundedSender<Trigger>;
+pub type TriggerReceiver = mpsc::UnboundedReceiver<Trigger>;
+
+pub fn trigger_channel() -> (TriggerSender, TriggerReceiver) {
+    mpsc::unbounded_channel()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the watch of ConfigMaps in namespace {namespace} did not sync within {seconds}s (is it readable?)"
+    )]
+    SourceSyncTimeout { namespace: String, seconds: u64 },
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::SourceSyncTimeout { .. } => "source_sync_timeout",
+        }
+    }
+}
+
+/// Whether a cache holds a complete first list, observable by waiters.
+#[derive(Debug, Clone)]
+pub struct Readiness(watch::Receiver<bool>);
+
+impl Readiness {
+    pub fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|ready| *ready).await;
+    }
+}
+
+/// Drops what the operator never reads from cached objects.
+pub fn strip_managed_fields(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+}

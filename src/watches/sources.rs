@@ -1,0 +1,219 @@
+//! Source ConfigMaps: one watch per source namespace in use, filtered by
+//! label when every mirror reading that namespace uses the same selector,
+//! and never fetching replicas or `kube-root-ca.crt`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::task::JoinHandle;
+
+use super::{Error, Readiness, Trigger, TriggerSender};
+use crate::api::keys;
+use crate::plan::SourceConfigMap;
+use crate::plan::selector::Selector;
+
+type Store = Arc<RwLock<HashMap<String, Arc<SourceConfigMap>>>>;
+
+struct NamespaceWatch {
+    /// The mirrors' selector this watch filters by; `everything()` for a
+    /// namespace-wide watch.
+    filter: Selector,
+    store: Store,
+    ready: Readiness,
+    task: JoinHandle<()>,
+}
+
+impl Drop for NamespaceWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub struct SourceCache {
+    client: Client,
+    triggers: TriggerSender,
+    watches: Mutex<HashMap<String, NamespaceWatch>>,
+    sync_timeout: Duration,
+}
+
+/// The one filter that serves every selector in `wanted`: that selector if
+/// they all agree, else the whole namespace.
+fn filter_for(wanted: &BTreeSet<Selector>) -> Selector {
+    match wanted.iter().collect::<Vec<_>>()[..] {
+        [only] => only.clone(),
+        _ => Selector::everything(),
+    }
+}
+
+impl SourceCache {
+    pub fn new(client: Client, triggers: TriggerSender, sync_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            triggers,
+            watches: Mutex::new(HashMap::new()),
+            sync_timeout,
+        })
+    }
+
+    /// The ConfigMaps of `namespace` that `selector` may select (and maybe
+    /// more), once the namespace's watch has its first complete list.
+    pub async fn sources(
+        &self,
+        namespace: &str,
+        selector: &Selector,
+    ) -> Result<Vec<Arc<SourceConfigMap>>, Error> {
+        let (store, mut ready) = {
+            let mut watches = self.watches.lock().unwrap();
+            let covers = watches
+                .get(namespace)
+                .is_some_and(|w| w.filter.is_everything() || w.filter == *selector);
+            if !covers {
+                // A second, different selector on this namespace: widen to
+                // the whole namespace. `retain` narrows it again later.
+                let filter = if watches.contains_key(namespace) {
+                    Selector::everything()
+                } else {
+                    selector.clone()
+                };
+                let watch = self.spawn(namespace, filter);
+                watches.insert(namespace.to_string(), watch);
+            }
+            let w = &watches[namespace];
+            (w.store.clone(), w.ready.clone())
+        };
+        if tokio::time::timeout(self.sync_timeout, ready.wait())
+            .await
+            .is_err()
+        {
+            return Err(Error::SourceSyncTimeout {
+                namespace: namespace.to_string(),
+                seconds: self.sync_timeout.as_secs(),
+            });
+        }
+        Ok(store.read().unwrap().values().cloned().collect())
+    }
+
+    /// Keeps exactly the watches the owned mirrors need (namespace →
+    /// selectors in use), narrowing filters that no longer need to be wide.
+    pub fn retain(&self, wanted: &BTreeMap<String, BTreeSet<Selector>>) {
+        let mut watches = self.watches.lock().unwrap();
+        watches.retain(|ns, _| wanted.contains_key(ns));
+        for (ns, selectors) in wanted {
+            let filter = filter_for(selectors);
+            if watches.get(ns).is_some_and(|w| w.filter != filter) {
+                let watch = self.spawn(ns, filter);
+                watches.insert(ns.clone(), watch);
+            }
+        }
+    }
+
+    pub fn watched_namespaces(&self) -> usize {
+        self.watches.lock().unwrap().len()
+    }
+
+    fn spawn(&self, namespace: &str, filter: Selector) -> NamespaceWatch {
+        let (ready_tx, ready) = Readiness::new();
+        let store: Store = Arc::default();
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        let labels = filter
+            .clone()
+            .and_not(keys::MANAGED_BY, keys::MANAGED_BY_VALUE)
+            .to_string();
+        let config = watcher::Config::default()
+            .labels(&labels)
+            .fields("metadata.name!=kube-root-ca.crt");
+        let (triggers, ns, task_store) =
+            (self.triggers.clone(), namespace.to_string(), store.clone());
+        tracing::debug!(namespace, labels, "watching source ConfigMaps");
+        let task = tokio::spawn(async move {
+            let mut events = watcher(api, config).default_backoff().boxed();
+            let mut buffer: HashMap<String, Arc<SourceConfigMap>> = HashMap::new();
+            let send = |labels: Vec<BTreeMap<String, String>>| {
+                let _ = triggers.send(Trigger::Source {
+                    namespace: ns.clone(),
+                    labels,
+                });
+            };
+            loop {
+                let event = match events.try_next().await {
+                    Ok(Some(e)) => e,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(namespace = %ns, error = %e, "source watch failed; retrying");
+                        continue;
+                    }
+                };
+                match event {
+                    watcher::Event::Init => buffer.clear(),
+                    watcher::Event::InitApply(cm) => {
+                        let s = ingest(&cm);
+                        buffer.insert(s.name.clone(), s);
+                    }
+                    watcher::Event::InitDone => {
+                        let fresh = std::mem::take(&mut buffer);
+                        let mut changed = Vec::new();
+                        {
+                            let mut current = task_store.write().unwrap();
+                            for (name, s) in &fresh {
+                                match current.get(name) {
+                                    Some(old) if old.resource_version == s.resource_version => {}
+                                    Some(old) => {
+                                        changed.extend([old.labels.clone(), s.labels.clone()])
+                                    }
+                                    None => changed.push(s.labels.clone()),
+                                }
+                            }
+                            changed.extend(
+                                current
+                                    .iter()
+                                    .filter(|(n, _)| !fresh.contains_key(*n))
+                                    .map(|(_, s)| s.labels.clone()),
+                            );
+                            *current = fresh;
+                        }
+                        if ready_tx.send_replace(true) && !changed.is_empty() {
+                            send(changed);
+                        }
+                    }
+                    watcher::Event::Apply(cm) => {
+                        let s = ingest(&cm);
+                        let new_labels = s.labels.clone();
+                        let old = task_store.write().unwrap().insert(s.name.clone(), s);
+                        match old {
+                            Some(old)
+                                if old.resource_version
+                                    == cm.metadata.resource_version.clone().unwrap_or_default() => {
+                            }
+                            Some(old) => send(vec![old.labels.clone(), new_labels]),
+                            None => send(vec![new_labels]),
+                        }
+                    }
+                    watcher::Event::Delete(cm) => {
+                        let name = cm.metadata.name.clone().unwrap_or_default();
+                        let old = task_store.write().unwrap().remove(&name);
+                        let mut labels = vec![cm.metadata.labels.clone().unwrap_or_default()];
+                        labels.extend(old.map(|o| o.labels.clone()));
+                        send(labels);
+                    }
+                }
+            }
+        });
+        NamespaceWatch {
+            filter,
+            store,
+            ready,
+            task,
+        }
+    }
+}
+
+fn ingest(cm: &ConfigMap) -> Arc<SourceConfigMap> {
+    let mut s = SourceConfigMap::from_configmap(cm);
+    s.observed_at = Some(Instant::now());
+    Arc::new(s)
+}

@@ -1,0 +1,51 @@
+//! The usual shape of a replication test: a namespace for the mirror, a
+//! source namespace, some targets, and an operator scoped to the mirror's
+//! namespace.
+
+use kube::Client;
+
+use super::operator::{Operator, OperatorBuilder};
+use super::{TestNamespace, client, k8s};
+
+pub struct Scenario {
+    pub client: Client,
+    /// Where the ConfigMirror lives (the operator's --watch-namespace).
+    pub home: TestNamespace,
+    pub source: TestNamespace,
+    pub targets: Vec<TestNamespace>,
+}
+
+impl Scenario {
+    pub async fn new(prefix: &str, targets: usize) -> Self {
+        let client = client().await;
+        k8s::install_crd(&client).await;
+        let home = TestNamespace::create(&client, &format!("{prefix}-home")).await;
+        let source = TestNamespace::create(&client, &format!("{prefix}-src")).await;
+        let mut t = Vec::new();
+        for i in 0..targets {
+            t.push(TestNamespace::create(&client, &format!("{prefix}-t{i}")).await);
+        }
+        Self {
+            client,
+            home,
+            source,
+            targets: t,
+        }
+    }
+
+    pub fn target_names(&self) -> Vec<&str> {
+        self.targets.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    /// An operator for this scenario's mirrors, not yet started.
+    pub fn operator(&self) -> OperatorBuilder {
+        Operator::scoped(&[&self.home.name])
+    }
+
+    /// Namespaces whose writes count as this test's.
+    pub fn namespaces(&self) -> Vec<&str> {
+        let mut all = vec![self.home.name.as_str(), self.source.name.as_str()];
+        all.extend(self.target_names());
+        all
+    }
+}
