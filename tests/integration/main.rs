@@ -8,5 +8,11 @@
 #[allow(dead_code)] // helpers are shared by test modules that each use a part
 mod support;
 
+mod bad_input;
+mod conflicts;
 mod foundation;
+mod leader;
+mod lifecycle;
 mod replication;
+mod rest;
+mod targets;

@@ -71,7 +71,15 @@ impl TestNamespace {
     }
 
     pub async fn create_labelled(client: &Client, prefix: &str, labels: &[(&str, &str)]) -> Self {
-        let name = unique(prefix);
+        Self::create_exact(client, unique(prefix), labels).await
+    }
+
+    /// A namespace with exactly this name.
+    pub async fn create_named(client: &Client, name: &str) -> Self {
+        Self::create_exact(client, name.to_string(), &[]).await
+    }
+
+    async fn create_exact(client: &Client, name: String, labels: &[(&str, &str)]) -> Self {
         let mut all = std::collections::BTreeMap::from([(TEST_LABEL.to_string(), "true".into())]);
         all.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let ns = Namespace {
