@@ -138,16 +138,7 @@ fn name_part_ok(s: &str) -> bool {
 }
 
 fn dns_subdomain_ok(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|part| {
-            let b = part.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        })
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
 fn check_key(key: &str) -> Result<(), SelectorError> {

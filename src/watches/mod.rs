@@ -77,6 +77,26 @@ impl Readiness {
     }
 }
 
+/// The next event of a watch; errors are logged and skipped (the stream
+/// backs off and resumes by itself). `None` when the stream ended.
+pub async fn next_event<K, S>(
+    events: &mut S,
+    what: &str,
+) -> Option<kube::runtime::watcher::Event<K>>
+where
+    S: futures::Stream<
+            Item = Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>,
+        > + Unpin,
+{
+    use futures::TryStreamExt;
+    loop {
+        match events.try_next().await {
+            Ok(event) => return event,
+            Err(e) => tracing::warn!(error = %e, watch = what, "watch failed; retrying"),
+        }
+    }
+}
+
 /// Drops what the operator never reads from cached objects.
 pub fn strip_managed_fields(meta: &mut kube::api::ObjectMeta) {
     meta.managed_fields = None;

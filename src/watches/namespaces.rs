@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -42,13 +42,8 @@ impl NamespaceCache {
                 .boxed();
             let mut buffer = Namespaces::new();
             loop {
-                let event = match events.try_next().await {
-                    Ok(Some(e)) => e,
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "namespace watch failed; retrying");
-                        continue;
-                    }
+                let Some(event) = super::next_event(&mut events, "namespaces").await else {
+                    return;
                 };
                 match event {
                     watcher::Event::Init => buffer.clear(),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -39,13 +39,8 @@ impl ReplicaCache {
             let mut events = watcher(api, config).default_backoff().boxed();
             let mut buffer: Vec<ReplicaMeta> = Vec::new();
             loop {
-                let event = match events.try_next().await {
-                    Ok(Some(e)) => e,
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "replica watch failed; retrying");
-                        continue;
-                    }
+                let Some(event) = super::next_event(&mut events, "replicas").await else {
+                    return;
                 };
                 match event {
                     watcher::Event::Init => buffer.clear(),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -140,13 +140,8 @@ impl SourceCache {
                 });
             };
             loop {
-                let event = match events.try_next().await {
-                    Ok(Some(e)) => e,
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::warn!(namespace = %ns, error = %e, "source watch failed; retrying");
-                        continue;
-                    }
+                let Some(event) = super::next_event(&mut events, &ns).await else {
+                    return;
                 };
                 match event {
                     watcher::Event::Init => buffer.clear(),

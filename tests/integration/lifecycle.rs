@@ -18,30 +18,9 @@ async fn started(
 ) -> (Scenario, crate::support::operator::Operator, String) {
     let s = Scenario::new(prefix, targets).await;
     let op = s.operator().start().await;
-    create_cm(
-        &s.client,
-        &s.source.name,
-        &configmap("a", &[("replicate", "true")], &[("k", "a")]),
-    )
-    .await;
-    create_cm(
-        &s.client,
-        &s.source.name,
-        &configmap("b", &[("replicate", "true")], &[("k", "b")]),
-    )
-    .await;
-    let mirror = create_mirror(
-        &s.client,
-        &s.home.name,
-        "m",
-        mirror_spec(
-            &s.source.name,
-            &s.target_names(),
-            match_labels(&[("replicate", "true")]),
-        ),
-    )
-    .await;
-    let uid = mirror.uid().unwrap();
+    s.selected_source("a", &[("k", "a")]).await;
+    s.selected_source("b", &[("k", "b")]).await;
+    let uid = s.mirror_selected("m").await;
     eventually("all replicas", WAIT, || async {
         (replicas_of(&s.client, &uid).await.len() == 2 * targets).then_some(())
     })
@@ -194,12 +173,7 @@ async fn deleting_the_mirror_removes_every_replica_then_the_finalizer_and_nothin
 
     // A source created a moment before the mirror is deleted: its replicas
     // may be in flight, and must not survive.
-    create_cm(
-        &s.client,
-        &s.source.name,
-        &configmap("late", &[("replicate", "true")], &[("k", "late")]),
-    )
-    .await;
+    s.selected_source("late", &[("k", "late")]).await;
     let audit = AuditCursor::now();
     delete_mirror(&s.client, &s.home.name, "m").await;
     wait_mirror_gone(&s.client, &s.home.name, "m").await;

@@ -111,18 +111,7 @@ async fn source_changes_reach_every_replica_and_unread_labels_write_nothing() {
     let s = Scenario::new("update", 2).await;
     let op = s.operator().start().await;
     create_cm(&s.client, &s.source.name, &rich_source("cfg")).await;
-    let mirror = create_mirror(
-        &s.client,
-        &s.home.name,
-        "m",
-        mirror_spec(
-            &s.source.name,
-            &s.target_names(),
-            match_labels(&[("replicate", "true")]),
-        ),
-    )
-    .await;
-    let uid = mirror.uid().unwrap();
+    let uid = s.mirror_selected("m").await;
     for t in s.target_names() {
         wait_cm(&s.client, t, "cfg", "replica", |cm| {
             cm.labels().get(keys::MIRROR_UID) == Some(&uid)
@@ -187,18 +176,7 @@ async fn an_immutable_source_replaced_by_a_new_one_replaces_its_replicas() {
     let mut cm = configmap("frozen", &[("replicate", "true")], &[("v", "1")]);
     cm.immutable = Some(true);
     create_cm(&s.client, &s.source.name, &cm).await;
-    let mirror = create_mirror(
-        &s.client,
-        &s.home.name,
-        "m",
-        mirror_spec(
-            &s.source.name,
-            &s.target_names(),
-            match_labels(&[("replicate", "true")]),
-        ),
-    )
-    .await;
-    let uid = mirror.uid().unwrap();
+    let uid = s.mirror_selected("m").await;
     for t in s.target_names() {
         let r = wait_cm(&s.client, t, "frozen", "replica", |c| {
             is_replica(c, &uid, &[("v", "1")])
@@ -223,24 +201,8 @@ async fn an_immutable_source_replaced_by_a_new_one_replaces_its_replicas() {
 async fn a_replica_edited_or_deleted_by_someone_else_is_restored() {
     let s = Scenario::new("drift", 1).await;
     let _op = s.operator().start().await;
-    create_cm(
-        &s.client,
-        &s.source.name,
-        &configmap("cfg", &[("replicate", "true")], &[("k", "v")]),
-    )
-    .await;
-    let mirror = create_mirror(
-        &s.client,
-        &s.home.name,
-        "m",
-        mirror_spec(
-            &s.source.name,
-            &s.target_names(),
-            match_labels(&[("replicate", "true")]),
-        ),
-    )
-    .await;
-    let uid = mirror.uid().unwrap();
+    s.selected_source("cfg", &[("k", "v")]).await;
+    let uid = s.mirror_selected("m").await;
     let t = s.target_names()[0];
     wait_cm(&s.client, t, "cfg", "replica", |c| {
         is_replica(c, &uid, &[("k", "v")])

@@ -15,25 +15,9 @@ use crate::support::scenario::Scenario;
 async fn no_writes_at_rest_or_after_a_restart() {
     let s = Scenario::new("rest", 100).await;
     let mut op = s.operator().start().await;
-    create_cm(
-        &s.client,
-        &s.source.name,
-        &configmap("cfg", &[("replicate", "true")], &[("k", "v")]),
-    )
-    .await;
+    s.selected_source("cfg", &[("k", "v")]).await;
     let audit = AuditCursor::now();
-    let mirror = create_mirror(
-        &s.client,
-        &s.home.name,
-        "m",
-        mirror_spec(
-            &s.source.name,
-            &s.target_names(),
-            match_labels(&[("replicate", "true")]),
-        ),
-    )
-    .await;
-    let uid = mirror.uid().unwrap();
+    let uid = s.mirror_selected("m").await;
     eventually("100 replicas", Duration::from_secs(120), || async {
         (replicas_of(&s.client, &uid).await.len() == 100).then_some(())
     })

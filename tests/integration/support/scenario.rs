@@ -42,6 +42,28 @@ impl Scenario {
         Operator::scoped(&[&self.home.name])
     }
 
+    /// Creates a source ConfigMap labelled `replicate=true`.
+    pub async fn selected_source(&self, name: &str, data: &[(&str, &str)]) {
+        k8s::create_cm(
+            &self.client,
+            &self.source.name,
+            &k8s::configmap(name, &[("replicate", "true")], data),
+        )
+        .await;
+    }
+
+    /// Creates a mirror in `home` over every target, selecting
+    /// `replicate=true`; returns its UID.
+    pub async fn mirror_selected(&self, name: &str) -> String {
+        let spec = k8s::mirror_spec(
+            &self.source.name,
+            &self.target_names(),
+            k8s::match_labels(&[("replicate", "true")]),
+        );
+        let mirror = k8s::create_mirror(&self.client, &self.home.name, name, spec).await;
+        kube::ResourceExt::uid(&mirror).expect("a created mirror has a UID")
+    }
+
     /// Namespaces whose writes count as this test's.
     pub fn namespaces(&self) -> Vec<&str> {
         let mut all = vec![self.home.name.as_str(), self.source.name.as_str()];
