@@ -110,7 +110,24 @@ impl Drop for TestNamespace {
                 .build();
             if let Ok(rt) = rt {
                 rt.block_on(async move {
-                    let _ = Api::<Namespace>::all(client().await)
+                    let client = client().await;
+                    // The test's operator is gone by now: release its
+                    // finalizers, or the namespace would wait forever.
+                    let mirrors =
+                        Api::<configmirror::api::ConfigMirror>::namespaced(client.clone(), &name);
+                    if let Ok(list) = mirrors.list_metadata(&Default::default()).await {
+                        for m in list.items {
+                            let patch = serde_json::json!({"metadata": {"finalizers": null}});
+                            let _ = mirrors
+                                .patch_metadata(
+                                    &m.metadata.name.unwrap_or_default(),
+                                    &Default::default(),
+                                    &kube::api::Patch::Merge(&patch),
+                                )
+                                .await;
+                        }
+                    }
+                    let _ = Api::<Namespace>::all(client)
                         .delete(&name, &DeleteParams::background())
                         .await;
                 });
