@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use std::str::FromStr;
+
 use crate::api::keys::DEFAULT_EXCLUDED_NAMESPACES;
+use crate::store::credentials::parse_secret_ref;
+use crate::store::databases::DefaultDatabase;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -27,6 +31,50 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the ConfigMirror CRD as YAML.
     Crdgen,
+    /// Apply the database migrations and exit.
+    Migrate(MigrateArgs),
+}
+
+/// The operator's own database.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// The operator's database (default persistence for mirrors without a secretRef).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// `<namespace>/<name>` of a Secret with the operator's database credentials (same keys as a secretRef).
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_DATABASE_SECRET",
+        conflicts_with = "database_url"
+    )]
+    pub database_secret: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub fn default_database(&self) -> Result<DefaultDatabase, crate::store::Error> {
+        if let Some(url) = &self.database_url {
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| crate::store::Error::SecretInvalid(format!("--database-url: {e}")))?
+                .application_name("configmirror");
+            return Ok(DefaultDatabase::Url(Box::new(options)));
+        }
+        if let Some(secret) = &self.database_secret {
+            let (namespace, name) = parse_secret_ref(secret)?;
+            return Ok(DefaultDatabase::Secret { namespace, name });
+        }
+        Ok(DefaultDatabase::None)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Needed with --database-secret.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -119,6 +167,62 @@ pub struct RunArgs {
         default_value = "json"
     )]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Comma-separated namespaces whose Secrets any mirror may name in
+    /// database.secretRef (by default only the mirror's own namespace).
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_DATABASE_SECRET_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub database_secret_namespaces: Vec<String>,
+
+    /// Connections per database pool (default: --concurrency).
+    #[arg(long, env = "CONFIGMIRROR_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
+
+    /// Revisions older than this are pruned (e.g. `90d`, `12h`; default: kept).
+    #[arg(long, env = "CONFIGMIRROR_REVISION_MAX_AGE", value_parser = parse_duration)]
+    pub revision_max_age: Option<Duration>,
+
+    /// Only the newest N revisions of each ConfigMap are kept (default: all).
+    #[arg(long, env = "CONFIGMIRROR_REVISION_MAX_PER_CONFIGMAP")]
+    pub revision_max_per_configmap: Option<u32>,
+
+    /// Seconds between revision pruning passes.
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_REVISION_PRUNE_INTERVAL_SECONDS",
+        default_value_t = 600
+    )]
+    pub revision_prune_interval_seconds: u64,
+}
+
+/// `45s`, `30m`, `12h`, `90d`, or plain seconds.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => value.split_at(i),
+        None => (value, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?}: expected a number with s, m, h or d"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => {
+            return Err(format!(
+                "{value:?}: unknown unit {unit:?} (use s, m, h or d)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(seconds))
 }
 
 impl RunArgs {
@@ -147,6 +251,13 @@ impl RunArgs {
 
     pub fn resync(&self) -> Duration {
         Duration::from_secs(self.resync_seconds.max(1))
+    }
+
+    pub fn retention(&self) -> crate::store::persist::Retention {
+        crate::store::persist::Retention {
+            max_age: self.revision_max_age,
+            max_per_configmap: self.revision_max_per_configmap,
+        }
     }
 }
 
@@ -191,6 +302,32 @@ mod tests {
         assert_eq!(a.member(), "pod-1");
         assert_eq!(a.kube_api_qps, 50.0);
         assert_eq!(a.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn database_flags_parse() {
+        let a = parse(&[
+            "--database-secret",
+            "ns/db",
+            "--database-secret-namespaces",
+            "shared,platform",
+        ]);
+        assert!(matches!(
+            a.database.default_database(),
+            Ok(DefaultDatabase::Secret { .. })
+        ));
+        assert_eq!(a.database_secret_namespaces, ["shared", "platform"]);
+        let bad = parse(&["--database-secret", "no-slash"]);
+        assert!(bad.database.default_database().is_err());
     }
 
     #[test]

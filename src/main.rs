@@ -5,6 +5,7 @@ use configmirror::config::{Cli, Command};
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => configmirror::run::run(*args).await,
+        Command::Migrate(args) => configmirror::run::migrate(args).await,
         Command::Crdgen => {
             print!("{}", configmirror::api::crd_yaml());
             Ok(())

@@ -8,12 +8,14 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::RunArgs;
+use crate::config::{MigrateArgs, RunArgs};
 use crate::kubeclient::{self, ClientOptions};
 use crate::leader;
 use crate::plan::TargetPolicy;
 use crate::reconcile::{Context, Settings, controller};
 use crate::scope::Scope;
+use crate::store::databases::DefaultDatabase;
+use crate::store::{Databases, migrate as migrations};
 use crate::telemetry::{self, server::Health};
 use crate::watches::{NamespaceCache, ReplicaCache, SourceCache, trigger_channel};
 
@@ -148,6 +150,27 @@ pub async fn run_controller(
     health: Arc<Health>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let databases = match databases(client.clone(), args) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            // A malformed --database-url is a configuration error: say so and keep replicating.
+            tracing::error!(error = %e, "the operator's database setting is invalid; persistence to it is off");
+            Arc::new(Databases::new(
+                client.clone(),
+                DefaultDatabase::None,
+                Default::default(),
+                1,
+            ))
+        }
+    };
+    let housekeeping = [
+        tokio::spawn(watch_default_database(databases.clone())),
+        tokio::spawn(prune_revisions(
+            databases.clone(),
+            args.retention(),
+            Duration::from_secs(args.revision_prune_interval_seconds.max(1)),
+        )),
+    ];
     let (triggers, trigger_rx) = trigger_channel();
     let (namespaces, namespace_task) = NamespaceCache::start(client.clone(), triggers.clone());
     let (replicas, replica_task) = ReplicaCache::start(client.clone(), triggers.clone());
@@ -169,6 +192,7 @@ pub async fn run_controller(
             },
         ),
         writes: Semaphore::new(settings.write_concurrency.max(1)),
+        databases,
         client,
         settings,
         scope: Scope::new(args.watch_namespace.clone()),
@@ -184,6 +208,7 @@ pub async fn run_controller(
         _ = stop.clone() => {
             namespace_task.abort();
             replica_task.abort();
+            housekeeping.iter().for_each(|t| t.abort());
             return;
         }
     }
@@ -191,4 +216,110 @@ pub async fn run_controller(
     controller::run(ctx, trigger_rx, args.concurrency, health, stop).await;
     namespace_task.abort();
     replica_task.abort();
+    housekeeping.iter().for_each(|t| t.abort());
+}
+
+fn databases(client: Client, args: &RunArgs) -> Result<Databases, crate::store::Error> {
+    Ok(Databases::new(
+        client,
+        args.database.default_database()?,
+        args.database_secret_namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect(),
+        args.database_max_connections
+            .unwrap_or(u32::from(args.concurrency)),
+    ))
+}
+
+/// Migrates the default database as soon as it answers (the operator does
+/// not wait for it), then keeps `configmirror_database_up` current.
+async fn watch_default_database(databases: Arc<Databases>) {
+    let mut failures = 0;
+    loop {
+        let up = match databases.default().await {
+            Ok(None) => return,
+            Ok(Some(db)) => match db.ready().await {
+                Ok(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+                Err(e) => {
+                    if failures == 0 {
+                        tracing::warn!(error = %e, "the operator's database is not available yet; retrying");
+                    }
+                    false
+                }
+            },
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(error = %e, "the operator's database is not usable; retrying");
+                }
+                false
+            }
+        };
+        metrics::gauge!(crate::telemetry::names::DB_UP).set(if up { 1.0 } else { 0.0 });
+        failures = if up { 0 } else { failures + 1 };
+        tokio::time::sleep(if up {
+            Duration::from_secs(15)
+        } else {
+            Duration::from_secs(5)
+        })
+        .await;
+    }
+}
+
+async fn prune_revisions(
+    databases: Arc<Databases>,
+    retention: crate::store::persist::Retention,
+    every: Duration,
+) {
+    if retention == Default::default() {
+        return;
+    }
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for db in databases.all().await {
+            let Ok(pool) = db.ready().await else { continue };
+            match crate::store::persist::prune(pool, retention).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!(crate::telemetry::names::DB_REVISIONS_PRUNED).increment(n);
+                    tracing::info!(database = %db.label, pruned = n, "pruned old revisions");
+                }
+                Err(e) => {
+                    tracing::warn!(database = %db.label, error = %e, "pruning revisions failed")
+                }
+            }
+        }
+    }
+}
+
+/// `configmirror migrate`: applies the migrations to the operator's database.
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    telemetry::init_tracing(telemetry::LogFormat::Text);
+    let default = args.database.default_database()?;
+    if matches!(default, DefaultDatabase::None) {
+        anyhow::bail!("no database: set --database-url (DATABASE_URL) or --database-secret");
+    }
+    let client = match &default {
+        DefaultDatabase::Secret { .. } => {
+            kubeclient::build(&ClientOptions {
+                kubeconfig: args.kubeconfig.clone(),
+                user_agent: kubeclient::user_agent("migrate"),
+                qps: 0.0,
+                burst: 1,
+            })
+            .await?
+        }
+        // Not used for a URL; a client that is never called needs no cluster.
+        _ => Client::try_from(kube::Config::new("http://127.0.0.1:1".parse()?))?,
+    };
+    let databases = Databases::new(client, default, Default::default(), 2);
+    let db = databases
+        .default()
+        .await?
+        .expect("a default database was configured");
+    migrations::run(&db.pool, &migrations::persistence()).await?;
+    tracing::info!("persistence migrations applied");
+    Ok(())
 }

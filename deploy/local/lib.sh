@@ -88,3 +88,16 @@ install_actionlint() { # cache-root
   fi
   echo "$dir/actionlint"
 }
+
+# sqlx-cli, pinned to the sqlx version the workspace uses, built once and
+# cached. Prints the directory holding `sqlx` and `cargo-sqlx`.
+SQLX_CLI_VERSION=0.9.0
+install_sqlx_cli() { # cache-root
+  local dir="$1/sqlx-cli-$SQLX_CLI_VERSION"
+  if [[ ! -x "$dir/bin/cargo-sqlx" ]]; then
+    echo "tools: building sqlx-cli $SQLX_CLI_VERSION (first run only, a few minutes)" >&2
+    cargo install --quiet --locked --root "$dir" sqlx-cli --version "$SQLX_CLI_VERSION" \
+      --no-default-features --features postgres,rustls >&2
+  fi
+  echo "$dir/bin"
+}

@@ -31,6 +31,30 @@ pub fn content_hash(content: &ReplicaContent) -> String {
     hex(&h.finalize())
 }
 
+/// The hash of a persisted row: the content hash plus the source's labels
+/// and annotations, so a label-only change updates the row (and adds a
+/// revision) though it writes no replica.
+pub fn row_hash(
+    content_hash: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(content_hash.as_bytes());
+    for (section, map) in [("labels", labels), ("annotations", annotations)] {
+        field(section.as_bytes());
+        for (k, v) in map {
+            field(k.as_bytes());
+            field(v.as_bytes());
+        }
+    }
+    hex(&h.finalize())
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

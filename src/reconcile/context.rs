@@ -12,7 +12,10 @@ use tokio::sync::Semaphore;
 use crate::api::ConfigMirrorStatus;
 use crate::plan::{Holder, KnownConflicts, TargetPolicy, model::older};
 use crate::scope::Scope;
+use crate::store::Databases;
 use crate::watches::{NamespaceCache, ReplicaCache, SourceCache};
+
+use super::persist::RowCache;
 
 /// Tunables of the controller, from the command line.
 #[derive(Debug, Clone)]
@@ -55,6 +58,7 @@ pub struct Context {
     pub replicas: Arc<ReplicaCache>,
     pub sources: Arc<SourceCache>,
     pub recorder: Recorder,
+    pub databases: Arc<Databases>,
     pub writes: Semaphore,
     pub memory: Memory,
 }
@@ -72,6 +76,8 @@ pub struct Memory {
     own_finalizer: Mutex<HashMap<String, String>>,
     conflict_counts: Mutex<HashMap<String, usize>>,
     ready: Mutex<BTreeSet<String>>,
+    rows: Mutex<HashMap<String, RowCache>>,
+    database_failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Memory {
@@ -164,6 +170,36 @@ impl Memory {
         (counts.values().sum(), r.len())
     }
 
+    pub fn rows(&self, uid: &str) -> Option<RowCache> {
+        self.rows.lock().unwrap().get(uid).cloned()
+    }
+
+    pub fn remember_rows(&self, uid: &str, rows: RowCache) {
+        self.rows.lock().unwrap().insert(uid.to_string(), rows);
+    }
+
+    pub fn forget_rows(&self, uid: &str) {
+        self.rows.lock().unwrap().remove(uid);
+    }
+
+    /// Counts a failed database sync; returns how many in a row, and
+    /// updates the gauge of mirrors whose rows are behind.
+    pub fn database_failed(&self, uid: &str) -> u32 {
+        let mut f = self.database_failures.lock().unwrap();
+        let n = f.entry(uid.to_string()).or_default();
+        *n += 1;
+        let n = *n;
+        metrics::gauge!(crate::telemetry::names::DB_MIRRORS_UNSYNCED).set(f.len() as f64);
+        n
+    }
+
+    pub fn database_succeeded(&self, uid: &str) {
+        let mut f = self.database_failures.lock().unwrap();
+        if f.remove(uid).is_some() {
+            metrics::gauge!(crate::telemetry::names::DB_MIRRORS_UNSYNCED).set(f.len() as f64);
+        }
+    }
+
     /// Forgets mirrors that are gone (deleted without our finalizer).
     pub fn retain(&self, live: &BTreeSet<String>) {
         let mut gone: BTreeSet<String> = self.failures.lock().unwrap().keys().cloned().collect();
@@ -180,6 +216,8 @@ impl Memory {
         self.conflicts.lock().unwrap().remove(uid);
         self.own_status.lock().unwrap().remove(uid);
         self.own_finalizer.lock().unwrap().remove(uid);
+        self.rows.lock().unwrap().remove(uid);
+        self.database_succeeded(uid);
         let mut counts = self.conflict_counts.lock().unwrap();
         counts.remove(uid);
         let mut r = self.ready.lock().unwrap();

@@ -93,6 +93,9 @@ pub async fn cleanup(
                 .unwrap_or_else(|| "changed while deleting".into()),
         });
     }
+    // The rows go too, and their deletions are recorded. If the database is
+    // down this waits for it (set `database.enabled: false` to let go).
+    super::persist::delete_rows(ctx, mirror, id).await?;
     let remaining: Vec<String> = mirror
         .finalizers()
         .iter()

@@ -5,6 +5,7 @@ pub mod context;
 pub mod controller;
 pub mod events;
 pub mod finalizer;
+pub mod persist;
 pub mod status;
 
 #[cfg(test)]
@@ -36,6 +37,8 @@ pub enum Error {
     CleanupIncomplete { remaining: usize, first: String },
     #[error("the object has no {0}")]
     Incomplete(&'static str),
+    #[error("deleting the mirror's rows: {0}")]
+    Database(#[from] crate::store::Error),
 }
 
 impl Error {
@@ -46,6 +49,7 @@ impl Error {
             Error::SyncFailed { .. } => "sync_failed",
             Error::CleanupIncomplete { .. } => "cleanup_incomplete",
             Error::Incomplete(_) => "incomplete",
+            Error::Database(_) => "database",
         }
     }
 }
@@ -157,15 +161,28 @@ async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Resu
     // Apply.
     let outcome = apply::apply(ctx, id, plan.actions.clone()).await;
 
+    // Persist: rows follow the sources; a database problem never blocks the above.
+    let now = now();
+    let persisted = persist::sync(
+        ctx,
+        mirror,
+        id,
+        &plan.sources,
+        previous.as_ref().and_then(|p| p.database_status.as_ref()),
+        &now,
+    )
+    .await;
+    let database_retry = persisted.as_ref().and_then(|p| p.retry);
+
     // Status, and events for what is new.
     let status = status::build(&status::StatusInput {
         generation,
         previous: previous.as_ref(),
         plan: &plan,
         outcome: &outcome,
-        now: now(),
+        now,
         shard: shard_status(ctx),
-        database: None,
+        database: persisted.map(|p| (p.condition, p.status)),
     });
     let ready = status::is_ready(&status);
     let conflicts = status.conflicts as usize;
@@ -210,14 +227,18 @@ async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Resu
         written = outcome.written.len(), deleted = outcome.deleted.len(), conflicts, stale = outcome.stale,
         "reconciled"
     );
-    Ok(if outcome.stale > 0 {
+    let mut next = if outcome.stale > 0 {
         // Our view was behind; the watch is catching up. Look again soon.
-        Action::requeue(Duration::from_secs(1))
+        Duration::from_secs(1)
     } else if conflicts > 0 {
-        Action::requeue(ctx.settings.conflict_recheck)
+        ctx.settings.conflict_recheck
     } else {
-        Action::requeue(ctx.settings.resync)
-    })
+        ctx.settings.resync
+    };
+    if let Some(retry) = database_retry {
+        next = next.min(retry);
+    }
+    Ok(Action::requeue(next))
 }
 
 /// Writes status with server-side apply, only when its content changed.

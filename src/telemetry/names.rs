@@ -18,6 +18,12 @@ pub const MIRRORS: &str = "configmirror_mirrors";
 pub const MIRRORS_READY: &str = "configmirror_mirrors_ready";
 pub const SOURCE_WATCHES: &str = "configmirror_source_namespaces_watched";
 pub const EVENTS_PUBLISHED: &str = "configmirror_events_published_total";
+pub const DB_ROWS_WRITTEN: &str = "configmirror_db_rows_written_total";
+pub const DB_ERRORS: &str = "configmirror_db_errors_total";
+pub const DB_SYNC_DURATION: &str = "configmirror_db_sync_duration_seconds";
+pub const DB_UP: &str = "configmirror_database_up";
+pub const DB_MIRRORS_UNSYNCED: &str = "configmirror_mirrors_database_unsynced";
+pub const DB_REVISIONS_PRUNED: &str = "configmirror_db_revisions_pruned_total";
 
 pub const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -64,5 +70,30 @@ pub fn describe() {
     describe_counter!(
         EVENTS_PUBLISHED,
         "Kubernetes Events published by reason type"
+    );
+    describe_counter!(
+        DB_ROWS_WRITTEN,
+        "configmaps rows changed, by op (created, updated, deleted); each adds a revision"
+    );
+    describe_counter!(
+        DB_ERRORS,
+        "Failed database syncs by kind (unreachable, auth, secret, migration, write)"
+    );
+    describe_histogram!(
+        DB_SYNC_DURATION,
+        Unit::Seconds,
+        "Duration of a mirror's database sync by result"
+    );
+    describe_gauge!(
+        DB_UP,
+        "1 when the operator's default database answers, 0 when not"
+    );
+    describe_gauge!(
+        DB_MIRRORS_UNSYNCED,
+        "Mirrors whose rows could not be written (DatabaseSynced=False)"
+    );
+    describe_counter!(
+        DB_REVISIONS_PRUNED,
+        "Revisions deleted by the retention setting"
     );
 }

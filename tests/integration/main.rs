@@ -13,6 +13,7 @@ mod conflicts;
 mod foundation;
 mod leader;
 mod lifecycle;
+mod persistence;
 mod replication;
 mod rest;
 mod targets;

@@ -3,6 +3,7 @@
 //! private PostgreSQL.
 
 pub mod audit;
+pub mod db;
 pub mod k8s;
 pub mod operator;
 pub mod postgres;

@@ -52,6 +52,8 @@ impl OperatorBuilder {
             .args(["--log-format", "json"])
             .args(&self.args)
             .env("KUBECONFIG", cluster_var("KUBECONFIG"))
+            // Persistence only where a test asks for it (--database-url).
+            .env_remove("DATABASE_URL")
             .env("RUST_LOG", "info,configmirror=debug")
             .stdout(Stdio::null())
             .stderr(file)

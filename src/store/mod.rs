@@ -1,0 +1,101 @@
+//! PostgreSQL: which database a mirror's rows go to, pools, migrations, and
+//! the rows themselves. A persistence database being down never stops
+//! replication: callers turn these errors into a condition and a retry.
+
+pub mod credentials;
+pub mod databases;
+pub mod migrate;
+pub mod persist;
+pub mod rows;
+
+pub use databases::{Database, Databases};
+
+/// Why a mirror's rows could not be written. Each is a reason on the
+/// DatabaseSynced condition and a label on the error metric.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "persistence is enabled but the operator has no default database (--database-url or --database-secret) and the mirror names no secretRef"
+    )]
+    NoDatabase,
+    #[error(
+        "secret {0} is in another namespace; only {1} may be used from there (--database-secret-namespaces)"
+    )]
+    SecretNotAllowed(String, String),
+    #[error("secret {0} not found")]
+    SecretNotFound(String),
+    #[error("invalid database secret {0}")]
+    SecretInvalid(String),
+    #[error("reading secret {0}: {1}")]
+    SecretRead(String, String),
+    #[error("database {0} refused the credentials: {1}")]
+    AuthFailed(String, String),
+    #[error("database {0} is unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("migrating database {0}: {1}")]
+    Migration(String, String),
+    #[error("writing to database {0}: {1}")]
+    Write(String, String),
+}
+
+impl Error {
+    /// The DatabaseSynced reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::NoDatabase => "NoDatabase",
+            Error::SecretNotAllowed(..) => "SecretNotAllowed",
+            Error::SecretNotFound(_) => "SecretNotFound",
+            Error::SecretInvalid(_) => "SecretInvalid",
+            Error::SecretRead(..) => "SecretUnreadable",
+            Error::AuthFailed(..) => "AuthenticationFailed",
+            Error::Unreachable(..) => "Unreachable",
+            Error::Migration(..) => "MigrationFailed",
+            Error::Write(..) => "WriteFailed",
+        }
+    }
+
+    /// Whether waiting can fix it without anyone changing anything.
+    pub fn transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable(..)
+                | Error::Write(..)
+                | Error::Migration(..)
+                | Error::SecretRead(..)
+        )
+    }
+
+    /// Classifies a database error for `database` (a label, never a password).
+    pub fn from_sqlx(database: &str, e: &sqlx::Error) -> Self {
+        let text = e.to_string();
+        match e {
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("28P01" | "28000")) =>
+            {
+                Error::AuthFailed(database.into(), text)
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
+                Error::Unreachable(database.into(), text)
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => Error::Unreachable(database.into(), text),
+            _ => Error::Write(database.into(), text),
+        }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::NoDatabase => "no_database",
+            Error::SecretNotAllowed(..)
+            | Error::SecretNotFound(_)
+            | Error::SecretInvalid(_)
+            | Error::SecretRead(..) => "secret",
+            Error::AuthFailed(..) => "auth",
+            Error::Unreachable(..) => "unreachable",
+            Error::Migration(..) => "migration",
+            Error::Write(..) => "write",
+        }
+    }
+}

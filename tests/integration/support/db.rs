@@ -1,0 +1,159 @@
+//! Databases for persistence tests: a fresh database per test on the shared
+//! PostgreSQL (dropped afterwards), and helpers to read what the operator wrote.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use configmirror::store::rows::decode;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+
+use super::{database_url, unique};
+
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    admin: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let shared = database_url();
+        let base = shared
+            .rsplit_once('/')
+            .expect("a database URL")
+            .0
+            .to_string();
+        let name = unique("cmtest").replace('-', "_");
+        let admin = format!("{base}/postgres");
+        let pool = PgPool::connect(&admin)
+            .await
+            .expect("connect to the shared PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .expect("create a test database");
+        pool.close().await;
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+            admin,
+        }
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// host, port, dbname, username, password of this database.
+    pub fn parts(&self) -> BTreeMap<&'static str, String> {
+        parts_of(&self.url)
+    }
+}
+
+pub fn parts_of(url: &str) -> BTreeMap<&'static str, String> {
+    let rest = url.split_once("://").unwrap().1;
+    let (userinfo, hostpath) = rest.split_once('@').unwrap();
+    let (user, password) = userinfo.split_once(':').unwrap();
+    let (hostport, db) = hostpath.split_once('/').unwrap();
+    let (host, port) = hostport.split_once(':').unwrap();
+    BTreeMap::from([
+        ("host", host.to_string()),
+        ("port", port.to_string()),
+        ("dbname", db.to_string()),
+        ("username", user.to_string()),
+        ("password", password.to_string()),
+    ])
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(pool) = PgPool::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&pool)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A `configmaps` row as the tests read it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    pub name: String,
+    pub namespace: String,
+    pub data: BTreeMap<String, String>,
+    pub binary: BTreeMap<String, Vec<u8>>,
+    pub labels: serde_json::Value,
+    pub annotations: serde_json::Value,
+    pub xmin: String,
+    pub updated_at: String,
+}
+
+pub async fn rows(pool: &PgPool, mirror_namespace: &str, mirror: &str) -> Vec<StoredRow> {
+    let found = sqlx::query(
+        "SELECT name, namespace, data, binary_data, data_in_binary, labels, annotations, xmin::text AS xmin, \
+         updated_at::text AS updated_at FROM configmaps \
+         WHERE configmirror_namespace = $1 AND configmirror_name = $2 ORDER BY namespace, name",
+    )
+    .bind(mirror_namespace)
+    .bind(mirror)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    found
+        .iter()
+        .map(|r| {
+            let (data, binary) = decode(
+                &r.get("data"),
+                &r.get("binary_data"),
+                &r.get("data_in_binary"),
+            );
+            StoredRow {
+                name: r.get("name"),
+                namespace: r.get("namespace"),
+                data,
+                binary,
+                labels: r.get("labels"),
+                annotations: r.get("annotations"),
+                xmin: r.get("xmin"),
+                updated_at: r.get("updated_at"),
+            }
+        })
+        .collect()
+}
+
+/// Revisions of one mirror: (name, operation), oldest first.
+pub async fn revisions(
+    pool: &PgPool,
+    mirror_namespace: &str,
+    mirror: &str,
+) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT name, operation FROM configmap_revisions \
+         WHERE configmirror_namespace = $1 AND configmirror_name = $2 ORDER BY id",
+    )
+    .bind(mirror_namespace)
+    .bind(mirror)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+}
