@@ -132,6 +132,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         leadership.release().await;
     } else {
+        // One process, always active: it is the leader of itself.
+        leader::set_status(true, &args.leader_election_id);
         run_controller(client, &args, &member, health.clone(), shutdown.wait()).await;
     }
     for server in servers {

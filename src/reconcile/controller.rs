@@ -166,7 +166,7 @@ async fn housekeeping(
     let _ = listed.wait_for(|listed| *listed).await;
     health.set_ready(true, "caches synced");
     tracing::info!("ConfigMirror cache synced; ready");
-    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
         let state = mirrors.state();

@@ -61,6 +61,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, Error> {
         )?;
     let handle = builder.install_recorder()?;
     names::describe();
+    names::initialize();
     Ok(handle)
 }
 

@@ -97,3 +97,41 @@ pub fn describe() {
         "Revisions deleted by the retention setting"
     );
 }
+
+/// Creates every series with a known, finite label set at zero, so
+/// dashboards and alerts see them (and rates start) before the first event.
+pub fn initialize() {
+    for op in ["create", "update", "replace", "delete"] {
+        for result in ["success", "conflict", "stale", "skipped", "error"] {
+            metrics::counter!(REPLICA_WRITES, "op" => op, "result" => result).increment(0);
+        }
+    }
+    metrics::counter!(RECONCILE_TOTAL, "result" => "success").increment(0);
+    metrics::counter!(CONFLICTS_DETECTED).increment(0);
+    for kind in ["normal", "warning"] {
+        metrics::counter!(EVENTS_PUBLISHED, "type" => kind).increment(0);
+    }
+    for op in ["created", "updated", "deleted"] {
+        metrics::counter!(DB_ROWS_WRITTEN, "op" => op).increment(0);
+    }
+    for kind in [
+        "no_database",
+        "secret",
+        "auth",
+        "unreachable",
+        "migration",
+        "write",
+    ] {
+        metrics::counter!(DB_ERRORS, "kind" => kind).increment(0);
+    }
+    metrics::counter!(DB_REVISIONS_PRUNED).increment(0);
+    for gauge in [
+        REPLICA_CONFLICTS,
+        MIRRORS,
+        MIRRORS_READY,
+        SOURCE_WATCHES,
+        DB_MIRRORS_UNSYNCED,
+    ] {
+        metrics::gauge!(gauge).set(0.0);
+    }
+}

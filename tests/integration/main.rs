@@ -9,10 +9,12 @@
 mod support;
 
 mod bad_input;
+mod chart;
 mod conflicts;
 mod foundation;
 mod leader;
 mod lifecycle;
+mod metrics;
 mod persistence;
 mod replication;
 mod rest;

@@ -3,7 +3,9 @@
 //! private PostgreSQL.
 
 pub mod audit;
+pub mod cluster;
 pub mod db;
+pub mod helm;
 pub mod k8s;
 pub mod operator;
 pub mod postgres;
@@ -43,10 +45,14 @@ pub fn unique(prefix: &str) -> String {
 /// A client for the local API server whose requests carry `user_agent`, so
 /// the audit log can tell this test's writes from everyone else's.
 pub async fn client_with_agent(user_agent: &str) -> Client {
-    let kubeconfig = cluster_var("KUBECONFIG");
+    client_for(std::path::Path::new(&cluster_var("KUBECONFIG")), user_agent).await
+}
+
+/// A client for the cluster of `kubeconfig`.
+pub async fn client_for(kubeconfig: &std::path::Path, user_agent: &str) -> Client {
     let options = kube::config::KubeConfigOptions::default();
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
-        .unwrap_or_else(|e| panic!("reading {kubeconfig}: {e}"));
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", kubeconfig.display()));
     let mut config = Config::from_custom_kubeconfig(kc, &options)
         .await
         .expect("kubeconfig");
@@ -154,4 +160,39 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A kubeconfig for `namespace/service_account` (a TokenRequest token) on
+/// the cluster of `admin_kubeconfig`: to run the operator as the chart's
+/// ServiceAccount would run it.
+pub async fn service_account_kubeconfig(
+    admin: &Client,
+    admin_kubeconfig: &std::path::Path,
+    namespace: &str,
+    service_account: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), namespace)
+        .create_token_request(service_account, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{service_account}: {e}"))
+        .status
+        .expect("a token")
+        .token;
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(admin_kubeconfig).unwrap()).unwrap();
+    kc["users"][0]["user"] = serde_yaml::from_str(&format!("token: {token}")).unwrap();
+    let path = dir.join(format!("{service_account}.kubeconfig"));
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    path
 }

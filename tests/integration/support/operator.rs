@@ -21,6 +21,7 @@ pub struct OperatorBuilder {
     member: String,
     args: Vec<String>,
     wait_ready: bool,
+    kubeconfig: Option<PathBuf>,
 }
 
 impl OperatorBuilder {
@@ -31,6 +32,12 @@ impl OperatorBuilder {
 
     pub fn member(mut self, member: &str) -> Self {
         self.member = member.to_string();
+        self
+    }
+
+    /// Talks to the API with this kubeconfig (another identity or cluster).
+    pub fn kubeconfig(mut self, path: &std::path::Path) -> Self {
+        self.kubeconfig = Some(path.to_path_buf());
         self
     }
 
@@ -51,7 +58,12 @@ impl OperatorBuilder {
             .args(["--member-name", &self.member])
             .args(["--log-format", "json"])
             .args(&self.args)
-            .env("KUBECONFIG", cluster_var("KUBECONFIG"))
+            .env(
+                "KUBECONFIG",
+                self.kubeconfig
+                    .clone()
+                    .unwrap_or_else(|| cluster_var("KUBECONFIG").into()),
+            )
             // Persistence only where a test asks for it (--database-url).
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "info,configmirror=debug")
@@ -92,6 +104,7 @@ impl Operator {
             member: unique("test-op"),
             args: vec!["--watch-namespace".into(), namespaces.join(",")],
             wait_ready: true,
+            kubeconfig: None,
         }
     }
 
