@@ -29,6 +29,36 @@ impl ReplicaContent {
     }
 }
 
+/// Pre-serialized `data` and `binaryData` (absent when empty).
+#[derive(Debug)]
+pub struct ContentJson {
+    pub data: Option<Box<serde_json::value::RawValue>>,
+    pub binary_data: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl ContentJson {
+    pub fn of(content: &ReplicaContent) -> Self {
+        let raw = |v: String| {
+            serde_json::value::RawValue::from_string(v).expect("serde_json wrote valid JSON")
+        };
+        Self {
+            data: (!content.data.is_empty())
+                .then(|| raw(serde_json::to_string(&content.data).expect("strings serialize"))),
+            binary_data: (!content.binary_data.is_empty()).then(|| {
+                raw(serde_json::to_string(&content.binary_data).expect("bytes serialize"))
+            }),
+        }
+    }
+}
+
+impl PartialEq for ContentJson {
+    fn eq(&self, other: &Self) -> bool {
+        let text =
+            |r: &Option<Box<serde_json::value::RawValue>>| r.as_ref().map(|r| r.get().to_string());
+        text(&self.data) == text(&other.data) && text(&self.binary_data) == text(&other.binary_data)
+    }
+}
+
 /// A source ConfigMap, hashed once when it enters the cache so that fanning
 /// it out to thousands of targets never hashes it again.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +71,10 @@ pub struct SourceConfigMap {
     pub annotations: BTreeMap<String, String>,
     pub content: Arc<ReplicaContent>,
     pub content_hash: String,
+    /// `data` and `binaryData` as JSON, serialized once: every replica's
+    /// request body embeds them instead of cloning and re-serializing the
+    /// maps per target (a 1 MiB source fanned out 1,000 times).
+    pub content_json: Arc<ContentJson>,
     /// When the operator saw this version (replication lag starts here).
     pub observed_at: Option<std::time::Instant>,
 }
@@ -57,6 +91,7 @@ impl SourceConfigMap {
             labels: meta.labels.clone().unwrap_or_default(),
             annotations: meta.annotations.clone().unwrap_or_default(),
             content_hash: content_hash(&content),
+            content_json: Arc::new(ContentJson::of(&content)),
             content: Arc::new(content),
             observed_at: None,
         }
@@ -137,7 +172,9 @@ type Key = (String, String);
 /// lags behind our write never resurrects old state.
 #[derive(Debug, Default)]
 pub struct ReplicaIndex {
-    by_key: HashMap<Key, ReplicaMeta>,
+    /// namespace → name → replica: looked up by `&str`, without allocating
+    /// (a plan over 10,000 targets does 10,000 lookups).
+    by_namespace: HashMap<String, HashMap<String, ReplicaMeta>>,
     by_mirror: HashMap<String, BTreeSet<Key>>,
     /// resourceVersions at which we deleted a replica: older events are stale.
     tombstones: HashMap<Key, String>,
@@ -155,7 +192,7 @@ pub fn older(a: &str, b: &str) -> bool {
 
 impl ReplicaIndex {
     pub fn get(&self, namespace: &str, name: &str) -> Option<&ReplicaMeta> {
-        self.by_key.get(&(namespace.to_string(), name.to_string()))
+        self.by_namespace.get(namespace)?.get(name)
     }
 
     pub fn owned_by<'a>(&'a self, mirror_uid: &str) -> impl Iterator<Item = &'a ReplicaMeta> + 'a {
@@ -163,19 +200,28 @@ impl ReplicaIndex {
             .get(mirror_uid)
             .into_iter()
             .flatten()
-            .filter_map(|k| self.by_key.get(k))
+            .filter_map(|(ns, name)| self.get(ns, name))
     }
 
     pub fn all(&self) -> impl Iterator<Item = &ReplicaMeta> {
-        self.by_key.values()
+        self.by_namespace.values().flat_map(HashMap::values)
     }
 
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.by_namespace.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.by_namespace.values().all(HashMap::is_empty)
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) -> Option<ReplicaMeta> {
+        let names = self.by_namespace.get_mut(namespace)?;
+        let removed = names.remove(name);
+        if names.is_empty() {
+            self.by_namespace.remove(namespace);
+        }
+        removed
     }
 
     /// Records a replica seen on the watch or written by us. Returns false
@@ -188,7 +234,7 @@ impl ReplicaIndex {
             }
             self.tombstones.remove(&key);
         }
-        if let Some(current) = self.by_key.get(&key)
+        if let Some(current) = self.get(&key.0, &key.1)
             && (current.resource_version == meta.resource_version
                 || older(&meta.resource_version, &current.resource_version))
         {
@@ -201,7 +247,10 @@ impl ReplicaIndex {
                 .or_default()
                 .insert(key.clone());
         }
-        self.by_key.insert(key, meta);
+        self.by_namespace
+            .entry(key.0)
+            .or_default()
+            .insert(key.1, meta);
         true
     }
 
@@ -209,19 +258,19 @@ impl ReplicaIndex {
     /// carrying it or an older one arrive late and are ignored.
     pub fn forget(&mut self, namespace: &str, name: &str, resource_version: &str) {
         let key = (namespace.to_string(), name.to_string());
-        if let Some(current) = self.by_key.get(&key)
+        if let Some(current) = self.get(namespace, name)
             && older(resource_version, &current.resource_version)
         {
             return;
         }
         self.unlink(&key);
-        self.by_key.remove(&key);
+        self.remove(namespace, name);
         self.tombstones.insert(key, resource_version.to_string());
     }
 
     /// Replaces everything after a fresh list.
     pub fn reset(&mut self, metas: impl IntoIterator<Item = ReplicaMeta>) {
-        self.by_key.clear();
+        self.by_namespace.clear();
         self.by_mirror.clear();
         self.tombstones.clear();
         for meta in metas {
@@ -230,7 +279,7 @@ impl ReplicaIndex {
     }
 
     fn unlink(&mut self, key: &Key) {
-        if let Some(uid) = self.by_key.get(key).and_then(|m| m.mirror_uid.clone())
+        if let Some(uid) = self.get(&key.0, &key.1).and_then(|m| m.mirror_uid.clone())
             && let Some(keys) = self.by_mirror.get_mut(&uid)
         {
             keys.remove(key);

@@ -75,13 +75,62 @@ pub fn desired_configmap(
     }
 }
 
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplicaBody<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ObjectMeta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binary_data: Option<&'a serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    immutable: Option<bool>,
+}
+
+/// `desired_configmap` as a request body, embedding the source's
+/// pre-serialized content instead of copying it per target.
+pub fn replica_body(
+    mirror: &MirrorIdentity,
+    source: &SourceConfigMap,
+    namespace: &str,
+    resource_version: Option<String>,
+) -> Vec<u8> {
+    let body = ReplicaBody {
+        api_version: "v1",
+        kind: "ConfigMap",
+        metadata: ObjectMeta {
+            name: Some(source.name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(replica_labels(mirror)),
+            annotations: Some(replica_annotations(mirror, source)),
+            resource_version,
+            ..Default::default()
+        },
+        data: source.content_json.data.as_deref(),
+        binary_data: source.content_json.binary_data.as_deref(),
+        immutable: source.content.immutable.then_some(true),
+    };
+    serde_json::to_vec(&body).expect("a replica serializes")
+}
+
 /// Whether an existing replica already is exactly what `desired_configmap`
 /// would write: same content and the same marks.
 pub fn in_sync(replica: &ReplicaMeta, mirror: &MirrorIdentity, source: &SourceConfigMap) -> bool {
     replica.actual_hash == source.content_hash
         && replica.recorded_hash.as_deref() == Some(source.content_hash.as_str())
         && replica.mirror_uid.as_deref() == Some(mirror.uid.as_str())
-        && replica.mirror.as_deref() == Some(mirror.key().as_str())
-        && replica.source.as_deref() == Some(source.key().as_str())
+        && is_key(replica.mirror.as_deref(), &mirror.namespace, &mirror.name)
+        && is_key(replica.source.as_deref(), &source.namespace, &source.name)
         && replica.source_uid.as_deref() == Some(source.uid.as_str())
+}
+
+/// `value == "<namespace>/<name>"`, without building the string (this runs
+/// once per replica per reconcile).
+fn is_key(value: Option<&str>, namespace: &str, name: &str) -> bool {
+    value
+        .and_then(|v| v.strip_prefix(namespace))
+        .and_then(|v| v.strip_prefix('/'))
+        == Some(name)
 }

@@ -203,6 +203,28 @@ fn a_replica_copies_content_and_carries_only_the_operators_marks() {
 }
 
 #[test]
+fn the_request_body_is_the_desired_configmap() {
+    use super::replica::replica_body;
+    let mut cm = source_cm(
+        "app-config",
+        &[("replicate", "true")],
+        &[("k", "v"), ("nul", "a\0b")],
+    );
+    cm.immutable = Some(true);
+    let src = SourceConfigMap::from_configmap(&cm);
+    let body: ConfigMap =
+        serde_json::from_slice(&replica_body(&mirror(), &src, "dev", Some("42".into()))).unwrap();
+    assert_eq!(
+        body,
+        desired_configmap(&mirror(), &src, "dev", Some("42".into()))
+    );
+    let empty = SourceConfigMap::from_configmap(&source_cm("empty", &[], &[]));
+    let body: serde_json::Value =
+        serde_json::from_slice(&replica_body(&mirror(), &empty, "dev", None)).unwrap();
+    assert!(body.get("data").is_none() && body.get("immutable").is_none());
+}
+
+#[test]
 fn converged_world_plans_nothing() {
     let mut w = World::new(&["dev", "staging"]);
     w.converge();

@@ -11,7 +11,7 @@ use kube::{Api, core::Status};
 
 use super::context::Context;
 use crate::api::keys;
-use crate::plan::replica::desired_configmap;
+use crate::plan::replica::replica_body;
 use crate::plan::{Action, Conflict, DeleteReason, Holder, MirrorIdentity, ReplicaMeta, Target};
 use crate::telemetry::names;
 
@@ -178,9 +178,9 @@ fn namespace_gone(s: &Status) -> bool {
 }
 
 /// Remembers what we just wrote so the next plan sees it before the watch does.
-fn observe_written(ctx: &Context, written: &ConfigMap, target: &Target) {
+fn observe_written(ctx: &Context, written: &kube::api::ObjectMeta, target: &Target) {
     let meta = ReplicaMeta::from_parts(
-        &written.metadata,
+        written,
         target.source.content_hash.clone(),
         target.source.content.immutable,
     );
@@ -193,14 +193,38 @@ fn observe_written(ctx: &Context, written: &ConfigMap, target: &Target) {
     }
 }
 
+/// What the API server answers to a write: only the metadata is read (the
+/// echoed data, up to 1 MiB, is skipped without being allocated).
+#[derive(serde::Deserialize)]
+struct Written {
+    metadata: kube::api::ObjectMeta,
+}
+
+/// Writes a replica with a raw request whose body embeds the source's
+/// pre-serialized content (see `replica_body`).
+async fn write(
+    ctx: &Context,
+    mirror: &MirrorIdentity,
+    target: &Target,
+    resource_version: Option<String>,
+) -> Result<Written, kube::Error> {
+    let path = format!("/api/v1/namespaces/{}/configmaps", target.namespace);
+    let request = kube::core::Request::new(path);
+    let replace = resource_version.is_some();
+    let body = replica_body(mirror, &target.source, &target.namespace, resource_version);
+    let http_request = if replace {
+        request.replace(&target.source.name, &post_params(), body)
+    } else {
+        request.create(&post_params(), body)
+    }
+    .map_err(kube::Error::BuildRequest)?;
+    ctx.client.request::<Written>(http_request).await
+}
+
 async fn create(ctx: &Context, mirror: &MirrorIdentity, target: &Target) -> Done {
-    let desired = desired_configmap(mirror, &target.source, &target.namespace, None);
-    match api(ctx, &target.namespace)
-        .create(&post_params(), &desired)
-        .await
-    {
+    match write(ctx, mirror, target, None).await {
         Ok(created) => {
-            observe_written(ctx, &created, target);
+            observe_written(ctx, &created.metadata, target);
             Done::Written {
                 source: target.source.name.clone(),
                 namespace: target.namespace.clone(),
@@ -286,18 +310,9 @@ async fn update(
     target: &Target,
     resource_version: String,
 ) -> Done {
-    let desired = desired_configmap(
-        mirror,
-        &target.source,
-        &target.namespace,
-        Some(resource_version),
-    );
-    match api(ctx, &target.namespace)
-        .replace(&target.source.name, &post_params(), &desired)
-        .await
-    {
+    match write(ctx, mirror, target, Some(resource_version)).await {
         Ok(written) => {
-            observe_written(ctx, &written, target);
+            observe_written(ctx, &written.metadata, target);
             Done::Written {
                 source: target.source.name.clone(),
                 namespace: target.namespace.clone(),

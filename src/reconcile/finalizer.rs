@@ -102,7 +102,13 @@ pub async fn cleanup(
         .filter(|f| *f != keys::FINALIZER)
         .cloned()
         .collect();
-    set_finalizers(ctx, mirror, remaining).await?;
+    match set_finalizers(ctx, mirror, remaining).await {
+        // Already gone: an earlier pass let it go and the cache lagged.
+        Err(Error::Kube(kube::Error::Api(s))) if s.is_not_found() => {}
+        other => {
+            other?;
+        }
+    }
     ctx.memory.forget(&id.uid);
     tracing::info!(mirror = %id.key(), replicas = outcome.deleted.len(), "mirror deleted, replicas removed");
     Ok(Action::await_change())

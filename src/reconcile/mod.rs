@@ -115,7 +115,6 @@ fn shard_status(ctx: &Context) -> ShardStatus {
 }
 
 async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Result<Action, Error> {
-    finalizer::ensure(ctx, mirror, id).await?;
     let rv = mirror.resource_version().unwrap_or_default();
     let previous = ctx
         .memory
@@ -127,6 +126,7 @@ async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Resu
         Err(e) => {
             let status =
                 status::invalid_spec(previous.as_ref(), generation, &e, &now(), shard_status(ctx));
+            finalizer::ensure(ctx, mirror, id).await?;
             if write_status(ctx, mirror, id, previous.as_ref(), status).await? {
                 events::invalid_spec(ctx, mirror, &e).await;
             }
@@ -137,10 +137,16 @@ async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Resu
     };
 
     // Read: sources from the namespace watch (started on first use), the rest from the caches.
-    let candidates = ctx
-        .sources
-        .sources(&spec.source_namespace, &spec.source_selector)
-        .await?;
+    // The finalizer (a write) and the source namespace's first list (a
+    // read) are independent: one round trip instead of two before the
+    // first replica. No replica is written before the finalizer is on.
+    let (finalized, candidates) = tokio::join!(
+        finalizer::ensure(ctx, mirror, id),
+        ctx.sources
+            .sources(&spec.source_namespace, &spec.source_selector)
+    );
+    finalized?;
+    let candidates = candidates?;
     let known = ctx
         .memory
         .known_conflicts(&id.uid, ctx.settings.conflict_recheck);

@@ -54,6 +54,10 @@ impl ReplicaCache {
                         }
                     }
                     watcher::Event::Apply(cm) => {
+                        // Our own write coming back: already recorded, nothing to hash.
+                        if this.already_seen(&cm) {
+                            continue;
+                        }
                         let meta = ReplicaMeta::from_configmap(&cm);
                         let owner = meta.mirror_uid.clone();
                         let changed = this.index.write().unwrap().observe(meta);
@@ -115,6 +119,16 @@ impl ReplicaCache {
         owners.extend(vanished_owners);
         index.reset(fresh);
         owners
+    }
+
+    fn already_seen(&self, cm: &ConfigMap) -> bool {
+        let m = &cm.metadata;
+        let (Some(ns), Some(name), Some(rv)) = (&m.namespace, &m.name, &m.resource_version) else {
+            return false;
+        };
+        self.read()
+            .get(ns, name)
+            .is_some_and(|r| r.resource_version == *rv)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, ReplicaIndex> {
