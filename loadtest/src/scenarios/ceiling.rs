@@ -1,7 +1,7 @@
 //! The physical limit: how fast this client creates ConfigMaps on this API
 //! server with this concurrency. Fan-out is compared with it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -10,6 +10,7 @@ use kube::api::{ObjectMeta, PostParams};
 
 use crate::cli::{CeilingArgs, Cli};
 use crate::cluster::Run;
+use crate::observe::Observer;
 use crate::operator::Operator;
 use crate::report::Report;
 
@@ -18,15 +19,58 @@ pub async fn measure(run: &Run, count: u32) -> anyhow::Result<f64> {
     let namespace = run.name("ceiling");
     run.create_namespaces(std::slice::from_ref(&namespace))
         .await?;
-    let api: Api<ConfigMap> = Api::namespaced(run.client.clone(), &namespace);
-    let bar = run.progress(u64::from(count), "ceiling creates");
+    let names: Vec<(String, String)> = (0..count)
+        .map(|i| (namespace.clone(), format!("c{i:05}")))
+        .collect();
     let started = Instant::now();
-    let results: Vec<Result<(), kube::Error>> = futures::stream::iter(0..count)
-        .map(|i| {
-            let (api, bar) = (api.clone(), bar.clone());
+    create_all(run, &names, "ceiling creates").await?;
+    Ok(f64::from(count) / started.elapsed().as_secs_f64())
+}
+
+/// The raw client doing the fan-out itself: one ConfigMap of the same name
+/// and content into each target namespace, watched by the same observer
+/// that times the operator. Replicas/s until the observer has seen them
+/// all: the physical limit of a fan-out measured this way.
+pub async fn observed_fanout(
+    run: &Run,
+    targets: &[String],
+    timeout: Duration,
+) -> anyhow::Result<f64> {
+    let name = run.name("ceiling");
+    let observer = Observer::start(
+        &run.client,
+        std::slice::from_ref(&name),
+        targets,
+        &run.payload,
+    )
+    .await?;
+    let names: Vec<(String, String)> = targets
+        .iter()
+        .map(|ns| (ns.clone(), name.clone()))
+        .collect();
+    let started = Instant::now();
+    create_all(run, &names, "raw fan-out").await?;
+    observer
+        .wait_all(
+            std::slice::from_ref(&name),
+            1,
+            &indicatif::ProgressBar::hidden(),
+            timeout,
+        )
+        .await?;
+    Ok(targets.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Creates (namespace, name) ConfigMaps `run.concurrency` at a time.
+async fn create_all(run: &Run, names: &[(String, String)], what: &str) -> anyhow::Result<()> {
+    let bar = run.progress(names.len() as u64, what);
+    let results: Vec<Result<(), kube::Error>> = futures::stream::iter(names.iter().cloned())
+        .map(|(namespace, name)| {
+            let bar = bar.clone();
+            let api: Api<ConfigMap> = Api::namespaced(run.client.clone(), &namespace);
             let cm = ConfigMap {
                 metadata: ObjectMeta {
-                    name: Some(format!("c{i:05}")),
+                    name: Some(name),
                     ..Default::default()
                 },
                 data: Some(run.content(1)),
@@ -41,10 +85,9 @@ pub async fn measure(run: &Run, count: u32) -> anyhow::Result<f64> {
         .buffer_unordered(run.concurrency)
         .collect()
         .await;
-    let elapsed = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(f64::from(count) / elapsed)
+    Ok(())
 }
 
 pub async fn run(

@@ -39,10 +39,23 @@ pub async fn run(cli: &Cli, run: &Run, op: &Operator, args: &FanoutArgs) -> anyh
     );
     report.row("fan-out throughput", format!("{throughput:.0} replicas/s"));
     report.row(
-        "ceiling (same client, same run)",
+        "ceiling, one namespace (same client, same run)",
         format!("{ceiling:.0} creates/s"),
     );
     report.row("ratio to ceiling", format!("{:.2}", throughput / ceiling));
+    report.row(
+        "raw fan-out by the client, observed alike",
+        format!("{:.0} replicas/s", fo.observed_ceiling),
+    );
+    report.row(
+        "ratio to the raw fan-out",
+        format!("{:.2}", throughput / fo.observed_ceiling),
+    );
+    report.set("observed_ceiling_per_second", fo.observed_ceiling);
+    report.set(
+        "ratio_to_observed_ceiling",
+        throughput / fo.observed_ceiling,
+    );
     report.set("converged_seconds", fo.converged_after);
     report.set("throughput_per_second", throughput);
     report.set("ceiling_per_second", ceiling);

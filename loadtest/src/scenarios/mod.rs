@@ -18,6 +18,8 @@ use crate::report::Report;
 
 /// A converged fan-out: one source, a mirror, N replicas.
 pub struct Fanout {
+    /// Replicas/s of the raw client doing the same fan-out, observed alike.
+    pub observed_ceiling: f64,
     pub source: String,
     pub targets: Vec<String>,
     pub observer: Observer,
@@ -33,6 +35,9 @@ pub async fn fan_out(cli: &Cli, run: &Run, n: u32) -> anyhow::Result<Fanout> {
     namespaces.extend(targets.iter().cloned());
     run.create_namespaces(&namespaces).await?;
     run.settle(&namespaces).await?;
+    let observed_ceiling =
+        ceiling::observed_fanout(run, &targets, Duration::from_secs(cli.timeout_seconds)).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let source = run.name("cfg");
     run.create_source(&run.source(), &source, &[(RUN_LABEL, &run.id)], 1)
         .await?;
@@ -58,6 +63,7 @@ pub async fn fan_out(cli: &Cli, run: &Run, n: u32) -> anyhow::Result<Fanout> {
     bar.finish_and_clear();
     let converged_after = started.elapsed().as_secs_f64();
     Ok(Fanout {
+        observed_ceiling,
         source,
         targets,
         observer,
