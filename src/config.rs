@@ -192,6 +192,54 @@ pub struct RunArgs {
     #[arg(long, env = "CONFIGMIRROR_REVISION_MAX_PER_CONFIGMAP")]
     pub revision_max_per_configmap: Option<u32>,
 
+    /// Split the ConfigMirrors among the replicas (needs the operator's database).
+    #[arg(long, env = "CONFIGMIRROR_SHARDING", conflicts_with = "leader_elect")]
+    pub sharding: bool,
+
+    /// Sharding: seconds between heartbeats.
+    #[arg(long, env = "CONFIGMIRROR_HEARTBEAT_SECONDS", default_value_t = 1.0)]
+    pub heartbeat_seconds: f64,
+
+    /// Sharding: a member whose heartbeat is older than this is not live.
+    #[arg(long, env = "CONFIGMIRROR_MEMBER_TTL_SECONDS", default_value_t = 4.0)]
+    pub member_ttl_seconds: f64,
+
+    /// Sharding: a member fences itself this long before its TTL runs out.
+    #[arg(long, env = "CONFIGMIRROR_FENCE_MARGIN_SECONDS", default_value_t = 1.0)]
+    pub fence_margin_seconds: f64,
+
+    /// Sharding: a silent member's mirrors wait this long after its TTL before they move.
+    #[arg(long, env = "CONFIGMIRROR_MEMBER_GRACE_SECONDS", default_value_t = 2.0)]
+    pub member_grace_seconds: f64,
+
+    /// Sharding: a member that left (SIGTERM) holds its mirrors this long (a rolling restart must come back within it).
+    #[arg(long, env = "CONFIGMIRROR_LEAVE_GRACE_SECONDS", default_value_t = 20.0)]
+    pub leave_grace_seconds: f64,
+
+    /// Sharding: assignments are re-read this often without a notification.
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_ASSIGNMENT_POLL_SECONDS",
+        default_value_t = 5.0
+    )]
+    pub assignment_poll_seconds: f64,
+
+    /// Sharding: the coordinator's Lease (in --namespace).
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_COORDINATOR_LEASE",
+        default_value = "configmirror-coordinator"
+    )]
+    pub coordinator_lease: String,
+
+    /// Sharding: seconds the coordinator Lease stays valid without renewal.
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_COORDINATOR_LEASE_SECONDS",
+        default_value_t = 4
+    )]
+    pub coordinator_lease_seconds: u64,
+
     /// Seconds between revision pruning passes.
     #[arg(
         long,
@@ -251,6 +299,19 @@ impl RunArgs {
 
     pub fn resync(&self) -> Duration {
         Duration::from_secs(self.resync_seconds.max(1))
+    }
+
+    pub fn timing(&self) -> crate::shard::Timing {
+        let s = |v: f64| Duration::from_secs_f64(v.max(0.05));
+        crate::shard::Timing {
+            heartbeat: s(self.heartbeat_seconds),
+            ttl: s(self.member_ttl_seconds),
+            margin: s(self.fence_margin_seconds),
+            grace: s(self.member_grace_seconds),
+            leave_grace: s(self.leave_grace_seconds),
+            poll: s(self.assignment_poll_seconds),
+            ..Default::default()
+        }
     }
 
     pub fn retention(&self) -> crate::store::persist::Retention {

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod run;
 pub mod scope;
+pub mod shard;
 pub mod store;
 pub mod telemetry;
 pub mod watches;

@@ -14,6 +14,7 @@ use crate::leader;
 use crate::plan::TargetPolicy;
 use crate::reconcile::{Context, Settings, controller};
 use crate::scope::Scope;
+use crate::shard::ShardView;
 use crate::store::databases::DefaultDatabase;
 use crate::store::{Databases, migrate as migrations};
 use crate::telemetry::{self, server::Health};
@@ -53,7 +54,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let member = args.member();
     let shutdown = Shutdown::on_signals();
     let health = Arc::new(Health::default());
-    health.set_ready(false, "starting");
+    health.set("caches", false, "starting");
 
     let (metrics_listener, metrics_addr) =
         telemetry::server::bind(&args.metrics_bind_address).await?;
@@ -84,7 +85,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.leader_elect {
         leader::set_status(false, &args.leader_election_id);
         // A standby is ready: it is doing what it should.
-        health.set_ready(true, "standby");
+        health.set("caches", true, "standby: not the leader");
         let mut leadership = leader::campaign(
             client.clone(),
             &args.namespace,
@@ -106,7 +107,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         tracing::info!(lease = %args.leader_election_id, "became leader");
         leader::set_status(true, &args.leader_election_id);
-        health.set_ready(false, "leader: caches syncing");
+        health.set("caches", false, "leader: caches syncing");
         let lost = leadership.lost();
         let stop = {
             let shutdown = shutdown.wait();
@@ -124,17 +125,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let mut rx = stop_rx;
             let _ = rx.wait_for(|s| *s).await;
         };
-        run_controller(client, &args, &member, health.clone(), stop_signal).await;
+        let databases = databases_or_none(client.clone(), &args);
+        run_controller(
+            client,
+            &args,
+            &member,
+            health.clone(),
+            stop_signal,
+            None,
+            databases,
+        )
+        .await;
         leader::set_status(false, &args.leader_election_id);
         if lost_lease.await.unwrap_or(false) {
             // Fail-stop: never act without the Lease.
             anyhow::bail!("lost the leader Lease; exiting so a standby takes over");
         }
         leadership.release().await;
+    } else if args.sharding {
+        crate::shard::mode::run(client, &args, &member, health.clone(), shutdown.clone()).await?;
     } else {
         // One process, always active: it is the leader of itself.
         leader::set_status(true, &args.leader_election_id);
-        run_controller(client, &args, &member, health.clone(), shutdown.wait()).await;
+        let databases = databases_or_none(client.clone(), &args);
+        run_controller(
+            client,
+            &args,
+            &member,
+            health.clone(),
+            shutdown.wait(),
+            None,
+            databases,
+        )
+        .await;
     }
     for server in servers {
         let _ = server.await;
@@ -151,20 +174,9 @@ pub async fn run_controller(
     member: &str,
     health: Arc<Health>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
+    shard: Option<Arc<ShardView>>,
+    databases: Arc<Databases>,
 ) {
-    let databases = match databases(client.clone(), args) {
-        Ok(d) => Arc::new(d),
-        Err(e) => {
-            // A malformed --database-url is a configuration error: say so and keep replicating.
-            tracing::error!(error = %e, "the operator's database setting is invalid; persistence to it is off");
-            Arc::new(Databases::new(
-                client.clone(),
-                DefaultDatabase::None,
-                Default::default(),
-                1,
-            ))
-        }
-    };
     let housekeeping = [
         tokio::spawn(watch_default_database(databases.clone())),
         tokio::spawn(prune_revisions(
@@ -175,7 +187,8 @@ pub async fn run_controller(
     ];
     let (triggers, trigger_rx) = trigger_channel();
     let (namespaces, namespace_task) = NamespaceCache::start(client.clone(), triggers.clone());
-    let (replicas, replica_task) = ReplicaCache::start(client.clone(), triggers.clone());
+    let (replicas, replica_task) =
+        ReplicaCache::start(client.clone(), triggers.clone(), shard.is_some());
     let sources = SourceCache::new(client.clone(), triggers, Duration::from_secs(30));
     let settings = Settings {
         member: member.to_string(),
@@ -197,7 +210,10 @@ pub async fn run_controller(
         databases,
         client,
         settings,
-        scope: Scope::new(args.watch_namespace.clone()),
+        scope: match shard {
+            Some(view) => Scope::new(args.watch_namespace.clone()).with_shard(view),
+            None => Scope::new(args.watch_namespace.clone()),
+        },
         namespaces: namespaces.clone(),
         replicas: replicas.clone(),
         sources,
@@ -221,7 +237,24 @@ pub async fn run_controller(
     housekeeping.iter().for_each(|t| t.abort());
 }
 
-fn databases(client: Client, args: &RunArgs) -> Result<Databases, crate::store::Error> {
+/// The operator's databases. A malformed --database-url is a configuration
+/// error: reported, and replication goes on without that database.
+fn databases_or_none(client: Client, args: &RunArgs) -> Arc<Databases> {
+    match databases(client.clone(), args) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            tracing::error!(error = %e, "the operator's database setting is invalid; persistence to it is off");
+            Arc::new(Databases::new(
+                client,
+                DefaultDatabase::None,
+                Default::default(),
+                1,
+            ))
+        }
+    }
+}
+
+pub fn databases(client: Client, args: &RunArgs) -> Result<Databases, crate::store::Error> {
     Ok(Databases::new(
         client,
         args.database.default_database()?,
@@ -322,6 +355,8 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .await?
         .expect("a default database was configured");
     migrations::run(&db.pool, &migrations::persistence()).await?;
-    tracing::info!("persistence migrations applied");
+    // The operator's own database is also the coordination database.
+    migrations::run(&db.pool, &migrations::coordination()).await?;
+    tracing::info!("persistence and coordination migrations applied");
     Ok(())
 }

@@ -3,22 +3,71 @@
 //! namespaces when empty); sharding narrows it to this member's assignment.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kube::ResourceExt;
 
 use crate::api::ConfigMirror;
+use crate::shard::ShardView;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Scope {
     /// Namespaces whose mirrors this process handles; empty means all.
     namespaces: BTreeSet<String>,
+    /// Under `--sharding`: this member's assignment.
+    shard: Option<Arc<ShardView>>,
+}
+
+/// A reconcile in progress: while it lives, a drain of its mirror waits.
+pub struct InFlight {
+    shard: Option<(Arc<ShardView>, String)>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some((view, uid)) = &self.shard {
+            view.end(uid);
+        }
+    }
 }
 
 impl Scope {
     pub fn new(namespaces: impl IntoIterator<Item = String>) -> Self {
         Self {
             namespaces: namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
+            shard: None,
         }
+    }
+
+    pub fn with_shard(mut self, view: Arc<ShardView>) -> Self {
+        self.shard = Some(view);
+        self
+    }
+
+    pub fn shard(&self) -> Option<&Arc<ShardView>> {
+        self.shard.as_ref()
+    }
+
+    /// Starts a reconcile if this process owns the mirror (atomically with
+    /// a drain's check, see `ShardView::begin`).
+    pub fn begin(&self, mirror: &ConfigMirror) -> Option<InFlight> {
+        if !self.in_namespace_scope(&mirror.namespace().unwrap_or_default()) {
+            return None;
+        }
+        match &self.shard {
+            None => Some(InFlight { shard: None }),
+            Some(view) => {
+                let uid = mirror.uid()?;
+                view.begin(&uid).then(|| InFlight {
+                    shard: Some((view.clone(), uid)),
+                })
+            }
+        }
+    }
+
+    /// Whether writes may go on: false while a sharded member is fenced.
+    pub fn writable(&self) -> bool {
+        self.shard.as_ref().is_none_or(|v| v.writable())
     }
 
     /// The single namespace to watch mirrors in, when the scope is exactly one.
@@ -35,6 +84,10 @@ impl Scope {
 
     pub fn owns(&self, mirror: &ConfigMirror) -> bool {
         self.in_namespace_scope(&mirror.namespace().unwrap_or_default())
+            && self
+                .shard
+                .as_ref()
+                .is_none_or(|v| mirror.uid().is_some_and(|uid| v.owns(&uid)))
     }
 }
 
@@ -53,6 +106,24 @@ mod tests {
         let s = Scope::new(Vec::<String>::new());
         assert!(s.owns(&mirror("a")) && s.owns(&mirror("b")));
         assert_eq!(s.single_namespace(), None);
+    }
+
+    #[test]
+    fn a_shard_narrows_the_scope_to_its_assignment() {
+        let view = Arc::new(ShardView::new("m"));
+        view.unfence();
+        view.set_owned([crate::shard::view::tests::owned("u1", 1)].into());
+        let s = Scope::new(Vec::<String>::new()).with_shard(view.clone());
+        let mut mine = mirror("a");
+        mine.metadata.uid = Some("u1".into());
+        let mut theirs = mirror("a");
+        theirs.metadata.uid = Some("u2".into());
+        assert!(s.owns(&mine) && !s.owns(&theirs));
+        let guard = s.begin(&mine).expect("owned");
+        assert!(view.in_flight("u1"));
+        drop(guard);
+        assert!(!view.in_flight("u1"));
+        assert!(s.begin(&theirs).is_none());
     }
 
     #[test]

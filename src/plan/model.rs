@@ -268,6 +268,13 @@ impl ReplicaIndex {
         self.tombstones.insert(key, resource_version.to_string());
     }
 
+    /// Forgets every replica of one mirror (a sharded member lost it).
+    pub fn drop_mirror(&mut self, mirror_uid: &str) {
+        for (ns, name) in self.by_mirror.remove(mirror_uid).into_iter().flatten() {
+            self.remove(&ns, &name);
+        }
+    }
+
     /// Replaces everything after a fresh list.
     pub fn reset(&mut self, metas: impl IntoIterator<Item = ReplicaMeta>) {
         self.by_namespace.clear();

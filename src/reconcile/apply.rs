@@ -111,6 +111,10 @@ pub async fn apply(ctx: &Context, mirror: &MirrorIdentity, actions: Vec<Action>)
 }
 
 async fn execute(ctx: &Context, mirror: &MirrorIdentity, action: Action) -> Done {
+    // A fenced member (no heartbeat) writes nothing more, even mid-reconcile.
+    if !ctx.scope.writable() {
+        return Done::Stale;
+    }
     match action {
         Action::Create(target) => create(ctx, mirror, &target).await,
         Action::Update {

@@ -10,10 +10,10 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt, future};
 use kube::runtime::controller::{self, applier};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Context, error_policy, reconcile};
+use super::{Context, error_policy, owned_mirrors, reconcile};
 use crate::api::ConfigMirror;
 use crate::plan::selector::Selector;
 use crate::scope::Scope;
@@ -32,6 +32,53 @@ fn mirror_predicate(mirror: &ConfigMirror) -> Option<u64> {
     mirror.metadata.finalizers.hash(&mut h);
     mirror.metadata.uid.hash(&mut h);
     Some(h.finish())
+}
+
+type MirrorEvent = Result<watcher::Event<ConfigMirror>, watcher::Error>;
+type MirrorRefs =
+    futures::stream::Iter<std::vec::IntoIter<Result<ObjectRef<ConfigMirror>, watcher::Error>>>;
+
+/// Turns mirror watch events (already in the store) into reconcile requests.
+/// A complete list (at start, after a watch error) reconciles every mirror
+/// in the store (cheap when nothing changed: plans, no writes); a single
+/// change reconciles its mirror when it passes `mirror_predicate`. A
+/// sharded member's acquired mirrors arrive as single changes.
+fn mirror_triggers(reader: Store<ConfigMirror>) -> impl FnMut(MirrorEvent) -> MirrorRefs {
+    let mut seen: std::collections::HashMap<ObjectRef<ConfigMirror>, u64> =
+        std::collections::HashMap::new();
+    move |event| {
+        let refs: Vec<Result<ObjectRef<ConfigMirror>, watcher::Error>> = match event {
+            Err(e) => vec![Err(e)],
+            Ok(watcher::Event::InitDone) => {
+                let state = reader.state();
+                seen = state
+                    .iter()
+                    .filter_map(|m| {
+                        mirror_predicate(m).map(|h| (ObjectRef::from_obj(m.as_ref()), h))
+                    })
+                    .collect();
+                state
+                    .iter()
+                    .map(|m| Ok(ObjectRef::from_obj(m.as_ref())))
+                    .collect()
+            }
+            Ok(watcher::Event::Apply(m)) => {
+                let r = ObjectRef::from_obj(&m);
+                let hash = mirror_predicate(&m).unwrap_or_default();
+                if seen.insert(r.clone(), hash) == Some(hash) {
+                    vec![]
+                } else {
+                    vec![Ok(r)]
+                }
+            }
+            Ok(watcher::Event::Delete(m)) => {
+                seen.remove(&ObjectRef::from_obj(&m));
+                vec![]
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => vec![],
+        };
+        futures::stream::iter(refs)
+    }
 }
 
 /// The mirrors a trigger concerns.
@@ -104,37 +151,58 @@ pub async fn run(
     // The store's own readiness wakes only one waiter (the applier), so the
     // first complete list is also announced here.
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
-    let mirror_events = watcher(mirror_api(&ctx), watcher::Config::default())
-        .default_backoff()
+    // A sharded member's store holds only the mirrors it owns.
+    let (events, catch_up) = match ctx.scope.shard() {
+        Some(view) => {
+            let owned = owned_mirrors::start(
+                ctx.client.clone(),
+                mirror_api(&ctx),
+                scope.clone(),
+                view.clone(),
+            );
+            (owned.events, owned.catch_up)
+        }
+        None => {
+            let events = watcher(mirror_api(&ctx), crate::watches::watch_config())
+                .default_backoff()
+                // Mirrors out of scope never reach the store.
+                .try_filter(move |event| {
+                    future::ready(match event {
+                        watcher::Event::Apply(m)
+                        | watcher::Event::InitApply(m)
+                        | watcher::Event::Delete(m) => scope.owns(m),
+                        watcher::Event::Init | watcher::Event::InitDone => true,
+                    })
+                })
+                .boxed();
+            (events, futures::stream::empty().boxed())
+        }
+    };
+    let mirror_events = events
         .modify(|m| strip_managed_fields(&mut m.metadata))
-        // Mirrors out of scope never reach the store.
-        .try_filter(move |event| {
-            future::ready(match event {
-                watcher::Event::Apply(m)
-                | watcher::Event::InitApply(m)
-                | watcher::Event::Delete(m) => scope.owns(m),
-                watcher::Event::Init | watcher::Event::InitDone => true,
-            })
-        })
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) {
                 listed_tx.send_replace(true);
             }
         })
         .reflect(writer)
-        .applied_objects()
-        .predicate_filter(mirror_predicate, PredicateConfig::default())
-        .map_ok(|m| ObjectRef::from_obj(&m));
+        .flat_map(mirror_triggers(reader.clone()));
 
     let (trigger_reader, trigger_scope) = (reader.clone(), ctx.scope.clone());
     let trigger_refs =
         tokio_stream::wrappers::UnboundedReceiverStream::new(triggers).flat_map(move |trigger| {
             let refs = mirrors_for(&trigger, &trigger_reader.state(), &trigger_scope);
+            tracing::trace!(?trigger, mirrors = refs.len(), "triggered");
             futures::stream::iter(refs.into_iter().map(Ok::<_, watcher::Error>))
         });
 
     let housekeeping = tokio::spawn(housekeeping(ctx.clone(), reader.clone(), listed, health));
-    let queue = futures::stream::select(mirror_events, trigger_refs).take_until(shutdown);
+    let catch_up = catch_up.map(Ok);
+    let queue = futures::stream::select(
+        futures::stream::select(mirror_events, trigger_refs),
+        catch_up,
+    )
+    .take_until(shutdown);
     applier(
         |mirror, ctx| Box::pin(reconcile(mirror, ctx)),
         error_policy,
@@ -164,11 +232,21 @@ async fn housekeeping(
     health: Arc<Health>,
 ) {
     let _ = listed.wait_for(|listed| *listed).await;
-    health.set_ready(true, "caches synced");
+    health.set("caches", true, "caches synced");
     tracing::info!("ConfigMirror cache synced; ready");
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
+        // A fenced member owns nothing for the moment; dropping its watches
+        // and replica caches now would only make it re-list everything when
+        // it resumes.
+        if ctx
+            .scope
+            .shard()
+            .is_some_and(|view| view.active().is_none())
+        {
+            continue;
+        }
         let state = mirrors.state();
         ctx.sources.retain(&wanted_sources(&state, &ctx.scope));
         let owned = state.iter().filter(|m| ctx.scope.owns(m)).count();
@@ -177,6 +255,13 @@ async fn housekeeping(
         // Mirrors that vanished without our finalizer (forced removal) are forgotten.
         let live: BTreeSet<String> = state.iter().filter_map(|m| m.uid()).collect();
         ctx.memory.retain(&live);
+        // A sharded member keeps only its own mirrors' replicas.
+        let owned = state
+            .iter()
+            .filter(|m| ctx.scope.owns(m))
+            .filter_map(|m| m.uid())
+            .collect();
+        ctx.replicas.retain_loaded(&owned);
     }
 }
 

@@ -5,6 +5,7 @@ pub mod context;
 pub mod controller;
 pub mod events;
 pub mod finalizer;
+pub mod owned_mirrors;
 pub mod persist;
 pub mod status;
 
@@ -67,9 +68,11 @@ fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
 }
 
 pub async fn reconcile(mirror: Arc<ConfigMirror>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.scope.owns(&mirror) {
+    // Owned, and registered as in flight (a drain waits for it).
+    let Some(_in_flight) = ctx.scope.begin(&mirror) else {
+        tracing::debug!(mirror = %mirror.name_any(), "not owned here now; skipped");
         return Ok(Action::await_change());
-    }
+    };
     let id = identity(&mirror)?;
     let started = Instant::now();
     let result = if mirror.metadata.deletion_timestamp.is_some() {
@@ -106,11 +109,16 @@ pub fn error_policy(mirror: Arc<ConfigMirror>, error: &Error, ctx: Arc<Context>)
     Action::requeue(delay)
 }
 
-fn shard_status(ctx: &Context) -> ShardStatus {
-    let _ = ctx;
-    ShardStatus {
-        member: "local".into(),
-        epoch: 0,
+fn shard_status(ctx: &Context, uid: &str) -> ShardStatus {
+    match ctx.scope.shard() {
+        Some(view) => ShardStatus {
+            member: view.member.clone(),
+            epoch: view.epoch(uid).unwrap_or(0),
+        },
+        None => ShardStatus {
+            member: "local".into(),
+            epoch: 0,
+        },
     }
 }
 
@@ -124,8 +132,13 @@ async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Resu
     let spec = match plan::validate(&mirror.spec) {
         Ok(spec) => spec,
         Err(e) => {
-            let status =
-                status::invalid_spec(previous.as_ref(), generation, &e, &now(), shard_status(ctx));
+            let status = status::invalid_spec(
+                previous.as_ref(),
+                generation,
+                &e,
+                &now(),
+                shard_status(ctx, &id.uid),
+            );
             finalizer::ensure(ctx, mirror, id).await?;
             if write_status(ctx, mirror, id, previous.as_ref(), status).await? {
                 events::invalid_spec(ctx, mirror, &e).await;
@@ -140,12 +153,16 @@ async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Resu
     // The finalizer (a write) and the source namespace's first list (a
     // read) are independent: one round trip instead of two before the
     // first replica. No replica is written before the finalizer is on.
-    let (finalized, candidates) = tokio::join!(
+    // A sharded member caches only its own mirrors' replicas: load this
+    // one's (a list by label) the first time it reconciles it.
+    let (finalized, candidates, loaded) = tokio::join!(
         finalizer::ensure(ctx, mirror, id),
         ctx.sources
-            .sources(&spec.source_namespace, &spec.source_selector)
+            .sources(&spec.source_namespace, &spec.source_selector),
+        ctx.replicas.ensure_loaded(&ctx.client, &id.uid)
     );
     finalized?;
+    loaded?;
     let candidates = candidates?;
     let known = ctx
         .memory
@@ -187,7 +204,7 @@ async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Resu
         plan: &plan,
         outcome: &outcome,
         now,
-        shard: shard_status(ctx),
+        shard: shard_status(ctx, &id.uid),
         database: persisted.map(|p| (p.condition, p.status)),
     });
     let ready = status::is_ready(&status);

@@ -24,6 +24,8 @@ pub struct Database {
     /// Changes when the credentials do (a rotated Secret is a new database).
     pub identity: String,
     pub pool: PgPool,
+    /// How to connect, for a second, separate pool (coordination).
+    pub options: PgConnectOptions,
     migrated: OnceCell<()>,
 }
 
@@ -39,11 +41,12 @@ impl Database {
             // Fail fast while the database is down; the caller retries with backoff.
             .acquire_timeout(Duration::from_secs(5))
             .idle_timeout(Duration::from_secs(300))
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
         Self {
             label,
             identity,
             pool,
+            options,
             migrated: OnceCell::new(),
         }
     }

@@ -15,6 +15,15 @@ pub fn persistence() -> Migrator {
     m
 }
 
+pub const COORDINATION_HISTORY: &str = "_configmirror_coordination_migrations";
+
+/// `members`, `assignments`, `coordinator_epochs`: the operator's own database only.
+pub fn coordination() -> Migrator {
+    let mut m = sqlx::migrate!("./migrations/coordination");
+    m.dangerous_set_table_name(COORDINATION_HISTORY);
+    m
+}
+
 pub async fn run(pool: &PgPool, migrator: &Migrator) -> Result<(), MigrateError> {
     migrator.run(pool).await
 }

@@ -2,6 +2,7 @@
 //! the rows themselves. A persistence database being down never stops
 //! replication: callers turn these errors into a condition and a retry.
 
+pub mod coordination;
 pub mod credentials;
 pub mod databases;
 pub mod migrate;

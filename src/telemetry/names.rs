@@ -18,6 +18,17 @@ pub const MIRRORS: &str = "configmirror_mirrors";
 pub const MIRRORS_READY: &str = "configmirror_mirrors_ready";
 pub const SOURCE_WATCHES: &str = "configmirror_source_namespaces_watched";
 pub const EVENTS_PUBLISHED: &str = "configmirror_events_published_total";
+pub const MEMBER_FENCED: &str = "configmirror_member_fenced";
+pub const FENCES: &str = "configmirror_member_fences_total";
+pub const HEARTBEAT_DURATION: &str = "configmirror_member_heartbeat_duration_seconds";
+pub const SHARD_OWNED: &str = "configmirror_shard_owned_mirrors";
+pub const SHARD_HANDOVERS: &str = "configmirror_shard_handovers_total";
+pub const HANDOVER_DURATION: &str = "configmirror_shard_handover_duration_seconds";
+pub const SHARD_MOVES: &str = "configmirror_shard_moves_total";
+pub const SHARD_ORPHANED: &str = "configmirror_shard_orphaned_mirrors";
+pub const SHARD_MIRRORS: &str = "configmirror_shard_mirrors";
+pub const COORDINATOR_EPOCH: &str = "configmirror_coordinator_epoch";
+pub const COORDINATOR_REFUSED: &str = "configmirror_coordinator_writes_refused_total";
 pub const DB_ROWS_WRITTEN: &str = "configmirror_db_rows_written_total";
 pub const DB_ERRORS: &str = "configmirror_db_errors_total";
 pub const DB_SYNC_DURATION: &str = "configmirror_db_sync_duration_seconds";
@@ -96,6 +107,40 @@ pub fn describe() {
         DB_REVISIONS_PRUNED,
         "Revisions deleted by the retention setting"
     );
+    describe_gauge!(
+        MEMBER_FENCED,
+        "1 while this member cannot heartbeat and writes nothing"
+    );
+    describe_counter!(FENCES, "Times this member fenced itself");
+    describe_histogram!(
+        HEARTBEAT_DURATION,
+        Unit::Seconds,
+        "Round trip of one heartbeat to the coordination database (successful or not)"
+    );
+    describe_gauge!(SHARD_OWNED, "ConfigMirrors this member owns");
+    describe_counter!(
+        SHARD_HANDOVERS,
+        "Mirrors this member handed over after draining"
+    );
+    describe_histogram!(
+        HANDOVER_DURATION,
+        Unit::Seconds,
+        "From a drain requested to the new owner told"
+    );
+    describe_counter!(
+        SHARD_MOVES,
+        "Assignment changes by the coordinator, by kind (new, drain, failover, forced)"
+    );
+    describe_gauge!(
+        SHARD_ORPHANED,
+        "Mirrors with no live member to own them (coordinator)"
+    );
+    describe_gauge!(SHARD_MIRRORS, "Mirrors assigned per member (coordinator)");
+    describe_gauge!(COORDINATOR_EPOCH, "The epoch this coordinator writes under");
+    describe_counter!(
+        COORDINATOR_REFUSED,
+        "Coordinator writes refused because the epoch was stale"
+    )
 }
 
 /// Creates every series with a known, finite label set at zero, so
@@ -125,6 +170,12 @@ pub fn initialize() {
         metrics::counter!(DB_ERRORS, "kind" => kind).increment(0);
     }
     metrics::counter!(DB_REVISIONS_PRUNED).increment(0);
+    metrics::counter!(FENCES).increment(0);
+    metrics::counter!(SHARD_HANDOVERS).increment(0);
+    metrics::counter!(COORDINATOR_REFUSED).increment(0);
+    for kind in ["new", "drain", "failover", "forced"] {
+        metrics::counter!(SHARD_MOVES, "kind" => kind).increment(0);
+    }
     for gauge in [
         REPLICA_CONFLICTS,
         MIRRORS,

@@ -1,9 +1,10 @@
 //! /metrics on one address, /healthz and /readyz on another (port 0 picks
 //! a free port, logged), like controller-runtime's two listeners.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use axum::Router;
 use axum::extract::State;
@@ -14,21 +15,35 @@ use tokio::net::TcpListener;
 
 use super::{Error, parse_bind_address};
 
-/// What /readyz reports: set by whichever mode the process runs in.
+/// What /readyz reports: named checks (caches, membership), each set by
+/// the part it describes; ready when there is at least one and all pass.
 #[derive(Debug, Default)]
 pub struct Health {
-    ready: AtomicBool,
-    reason: std::sync::Mutex<String>,
+    checks: Mutex<BTreeMap<&'static str, (bool, String)>>,
 }
 
 impl Health {
-    pub fn set_ready(&self, ready: bool, reason: &str) {
-        self.ready.store(ready, Ordering::SeqCst);
-        *self.reason.lock().unwrap() = reason.to_string();
+    pub fn set(&self, check: &'static str, ok: bool, detail: &str) {
+        self.checks
+            .lock()
+            .unwrap()
+            .insert(check, (ok, detail.to_string()));
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        let checks = self.checks.lock().unwrap();
+        !checks.is_empty() && checks.values().all(|(ok, _)| *ok)
+    }
+
+    fn report(&self) -> String {
+        let checks = self.checks.lock().unwrap();
+        checks
+            .iter()
+            .map(|(name, (ok, detail))| {
+                format!("{name}: {} ({detail})", if *ok { "ok" } else { "failing" })
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -71,10 +86,9 @@ async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
     if health.is_ready() {
         (StatusCode::OK, "ok".into())
     } else {
-        let reason = health.reason.lock().unwrap().clone();
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}"),
+            format!("not ready:\n{}", health.report()),
         )
     }
 }

@@ -72,8 +72,10 @@ impl Readiness {
         *self.0.borrow()
     }
 
-    pub async fn wait(&mut self) {
-        let _ = self.0.wait_for(|ready| *ready).await;
+    /// Waits for the first complete list: `false` when the cache was
+    /// dropped before it had one (the waiter must look again, not read it).
+    pub async fn wait(&mut self) -> bool {
+        self.0.wait_for(|ready| *ready).await.is_ok()
     }
 }
 
@@ -95,6 +97,21 @@ where
             Err(e) => tracing::warn!(error = %e, watch = what, "watch failed; retrying"),
         }
     }
+}
+
+/// Every watch's configuration. Lists are served from the API server's
+/// watch cache as it stands (resourceVersion=0, what client-go's informers
+/// do) rather than as a consistent read: a consistent read waits for the
+/// cache to catch up with etcd, and under load (or while some client stalls
+/// the cache's fan-out) those waits end in 504s and re-lists. The watch that
+/// follows the list delivers anything newer, and with one API server the
+/// cache never goes back in time, so nothing is missed or regressed.
+pub fn watch_config() -> kube::runtime::watcher::Config {
+    let mut config = kube::runtime::watcher::Config::default().any_semantic();
+    // kube sends resourceVersion=0 only on unpaginated lists (the cache
+    // ignores a limit at resourceVersion=0 anyway).
+    config.page_size = None;
+    config
 }
 
 /// Drops what the operator never reads from cached objects.

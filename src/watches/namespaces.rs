@@ -37,7 +37,7 @@ impl NamespaceCache {
         let task = tokio::spawn(async move {
             // Metadata-only requests: labels and deletion are all we read.
             let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-            let mut events = watcher(api, watcher::Config::default())
+            let mut events = watcher(api, super::watch_config())
                 .default_backoff()
                 .boxed();
             let mut buffer = Namespaces::new();

@@ -2,11 +2,12 @@
 //! is reduced to `ReplicaMeta` (its content replaced by a hash), so a 1 MiB
 //! ConfigMap fanned out to 1,000 namespaces costs kilobytes here, not a GiB.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::task::JoinHandle;
@@ -18,6 +19,9 @@ use crate::plan::{ReplicaIndex, ReplicaMeta};
 pub struct ReplicaCache {
     index: RwLock<ReplicaIndex>,
     ready: Readiness,
+    /// Sharded: only replicas of these mirrors are kept (memory follows the
+    /// member's share). `None`: every replica is kept.
+    loaded: Option<Mutex<HashSet<String>>>,
 }
 
 /// The label selector of every replica this operator wrote.
@@ -26,16 +30,22 @@ pub fn managed_selector() -> String {
 }
 
 impl ReplicaCache {
-    pub fn start(client: Client, triggers: TriggerSender) -> (Arc<Self>, JoinHandle<()>) {
+    /// `sharded`: keep only replicas of mirrors loaded with `ensure_loaded`.
+    pub fn start(
+        client: Client,
+        triggers: TriggerSender,
+        sharded: bool,
+    ) -> (Arc<Self>, JoinHandle<()>) {
         let (ready_tx, ready) = Readiness::new();
         let cache = Arc::new(Self {
             index: RwLock::new(ReplicaIndex::default()),
             ready,
+            loaded: sharded.then(Default::default),
         });
         let this = cache.clone();
         let task = tokio::spawn(async move {
             let api: Api<ConfigMap> = Api::all(client);
-            let config = watcher::Config::default().labels(&managed_selector());
+            let config = super::watch_config().labels(&managed_selector());
             let mut events = watcher(api, config).default_backoff().boxed();
             let mut buffer: Vec<ReplicaMeta> = Vec::new();
             loop {
@@ -44,7 +54,11 @@ impl ReplicaCache {
                 };
                 match event {
                     watcher::Event::Init => buffer.clear(),
-                    watcher::Event::InitApply(cm) => buffer.push(ReplicaMeta::from_configmap(&cm)),
+                    watcher::Event::InitApply(cm) => {
+                        if this.keeps(&cm) {
+                            buffer.push(ReplicaMeta::from_configmap(&cm));
+                        }
+                    }
                     watcher::Event::InitDone => {
                         let owners = this.reset(std::mem::take(&mut buffer));
                         if ready_tx.send_replace(true) {
@@ -54,8 +68,9 @@ impl ReplicaCache {
                         }
                     }
                     watcher::Event::Apply(cm) => {
-                        // Our own write coming back: already recorded, nothing to hash.
-                        if this.already_seen(&cm) {
+                        // Another shard's replica, or our own write coming back
+                        // (already recorded, nothing to hash).
+                        if !this.keeps(&cm) || this.already_seen(&cm) {
                             continue;
                         }
                         let meta = ReplicaMeta::from_configmap(&cm);
@@ -66,6 +81,9 @@ impl ReplicaCache {
                         }
                     }
                     watcher::Event::Delete(cm) => {
+                        if !this.keeps(&cm) {
+                            continue;
+                        }
                         let meta = ReplicaMeta::from_configmap(&cm);
                         this.index.write().unwrap().forget(
                             &meta.namespace,
@@ -119,6 +137,66 @@ impl ReplicaCache {
         owners.extend(vanished_owners);
         index.reset(fresh);
         owners
+    }
+
+    fn keeps(&self, cm: &ConfigMap) -> bool {
+        let Some(loaded) = &self.loaded else {
+            return true;
+        };
+        let uid = cm
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(keys::MIRROR_UID));
+        uid.is_some_and(|u| loaded.lock().unwrap().contains(u))
+    }
+
+    /// Sharded: starts keeping `mirror_uid`'s replicas, listing them once
+    /// from the API (the watch keeps them current from then on).
+    pub async fn ensure_loaded(
+        &self,
+        client: &Client,
+        mirror_uid: &str,
+    ) -> Result<(), kube::Error> {
+        let Some(loaded) = &self.loaded else {
+            return Ok(());
+        };
+        // Marked before the list: a watch event racing the list is kept too,
+        // and the index keeps whichever version is newer.
+        if !loaded.lock().unwrap().insert(mirror_uid.to_string()) {
+            return Ok(());
+        }
+        let api: Api<ConfigMap> = Api::all(client.clone());
+        let selector = format!("{}={mirror_uid}", keys::MIRROR_UID);
+        let listed = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(l) => l,
+            Err(e) => {
+                loaded.lock().unwrap().remove(mirror_uid);
+                return Err(e);
+            }
+        };
+        let mut index = self.index.write().unwrap();
+        for cm in &listed.items {
+            index.observe(ReplicaMeta::from_configmap(cm));
+        }
+        Ok(())
+    }
+
+    /// Sharded: forgets the replicas of mirrors this member no longer owns.
+    pub fn retain_loaded(&self, owned: &HashSet<String>) {
+        let Some(loaded) = &self.loaded else { return };
+        let dropped: Vec<String> = {
+            let mut l = loaded.lock().unwrap();
+            let dropped = l.iter().filter(|u| !owned.contains(*u)).cloned().collect();
+            l.retain(|u| owned.contains(u));
+            dropped
+        };
+        if !dropped.is_empty() {
+            let mut index = self.index.write().unwrap();
+            for uid in dropped {
+                index.drop_mirror(&uid);
+            }
+        }
     }
 
     fn already_seen(&self, cm: &ConfigMap) -> bool {

@@ -25,6 +25,7 @@ struct NamespaceWatch {
     filter: Selector,
     store: Store,
     ready: Readiness,
+    started: Instant,
     task: JoinHandle<()>,
 }
 
@@ -40,6 +41,11 @@ pub struct SourceCache {
     watches: Mutex<HashMap<String, NamespaceWatch>>,
     sync_timeout: Duration,
 }
+
+/// How long a namespace-wide watch stays wide after a second selector
+/// stopped needing it: mirrors moving between members or being edited
+/// would otherwise make the watch relist back and forth.
+const NARROW_AFTER: Duration = Duration::from_secs(60);
 
 /// The one filter that serves every selector in `wanted`: that selector if
 /// they all agree, else the whole namespace.
@@ -67,7 +73,28 @@ impl SourceCache {
         namespace: &str,
         selector: &Selector,
     ) -> Result<Vec<Arc<SourceConfigMap>>, Error> {
-        let (store, mut ready) = {
+        let deadline = tokio::time::Instant::now() + self.sync_timeout;
+        loop {
+            let (store, mut ready) = self.watch_covering(namespace, selector);
+            match tokio::time::timeout_at(deadline, ready.wait()).await {
+                Ok(true) => return Ok(store.read().unwrap().values().cloned().collect()),
+                // The watch was replaced (widened, narrowed or dropped) before
+                // its first list: its store is incomplete, look again.
+                Ok(false) => continue,
+                Err(_) => {
+                    return Err(Error::SourceSyncTimeout {
+                        namespace: namespace.to_string(),
+                        seconds: self.sync_timeout.as_secs(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The current watch of `namespace` that covers `selector`, started or
+    /// widened if need be.
+    fn watch_covering(&self, namespace: &str, selector: &Selector) -> (Store, Readiness) {
+        {
             let mut watches = self.watches.lock().unwrap();
             let covers = watches
                 .get(namespace)
@@ -85,27 +112,20 @@ impl SourceCache {
             }
             let w = &watches[namespace];
             (w.store.clone(), w.ready.clone())
-        };
-        if tokio::time::timeout(self.sync_timeout, ready.wait())
-            .await
-            .is_err()
-        {
-            return Err(Error::SourceSyncTimeout {
-                namespace: namespace.to_string(),
-                seconds: self.sync_timeout.as_secs(),
-            });
         }
-        Ok(store.read().unwrap().values().cloned().collect())
     }
 
     /// Keeps exactly the watches the owned mirrors need (namespace →
-    /// selectors in use), narrowing filters that no longer need to be wide.
+    /// selectors in use), narrowing filters that have not needed to be wide
+    /// for a while.
     pub fn retain(&self, wanted: &BTreeMap<String, BTreeSet<Selector>>) {
         let mut watches = self.watches.lock().unwrap();
         watches.retain(|ns, _| wanted.contains_key(ns));
         for (ns, selectors) in wanted {
             let filter = filter_for(selectors);
-            if watches.get(ns).is_some_and(|w| w.filter != filter) {
+            let narrow =
+                |w: &NamespaceWatch| w.filter != filter && w.started.elapsed() >= NARROW_AFTER;
+            if watches.get(ns).is_some_and(narrow) {
                 let watch = self.spawn(ns, filter);
                 watches.insert(ns.clone(), watch);
             }
@@ -124,7 +144,7 @@ impl SourceCache {
             .clone()
             .and_not(keys::MANAGED_BY, keys::MANAGED_BY_VALUE)
             .to_string();
-        let config = watcher::Config::default()
+        let config = super::watch_config()
             .labels(&labels)
             .fields("metadata.name!=kube-root-ca.crt");
         let (triggers, ns, task_store) =
@@ -176,6 +196,7 @@ impl SourceCache {
                         }
                     }
                     watcher::Event::Apply(cm) => {
+                        tracing::trace!(namespace = %ns, name = ?cm.metadata.name, "source changed");
                         let s = ingest(&cm);
                         let new_labels = s.labels.clone();
                         let old = task_store.write().unwrap().insert(s.name.clone(), s);
@@ -202,6 +223,7 @@ impl SourceCache {
             filter,
             store,
             ready,
+            started: Instant::now(),
             task,
         }
     }

@@ -126,8 +126,14 @@ fn the_chart_lints_and_renders_with_defaults_and_with_every_feature() {
     assert_eq!(sts["spec"]["replicas"], 3);
     let args =
         serde_yaml::to_string(&sts["spec"]["template"]["spec"]["containers"][0]["args"]).unwrap();
+    assert!(
+        !args.contains("--leader-elect"),
+        "sharding replaces leader election"
+    );
     for flag in [
-        "--leader-elect",
+        "--sharding",
+        "--coordinator-lease=r-configmirror-operator-coordinator",
+        "--leave-grace-seconds=30",
         "--watch-namespace=team-a,team-b",
         "--adopt-reference-replicas",
         "--database-secret-namespaces=platform-db",

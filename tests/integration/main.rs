@@ -18,4 +18,5 @@ mod metrics;
 mod persistence;
 mod replication;
 mod rest;
+mod sharding;
 mod targets;

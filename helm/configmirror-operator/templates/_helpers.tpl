@@ -43,7 +43,16 @@ app.kubernetes.io/part-of: configmirror
 {{/* The mode comes from the values, never guessed by the process: leader
 election whenever more than one replica runs. */}}
 {{- define "configmirror.leaderElect" -}}
-{{- if gt (int .Values.replicaCount) 1 -}}true{{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.sharding.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "configmirror.sharding" -}}
+{{- if .Values.sharding.enabled -}}
+{{- if not (or .Values.database.urlSecret.name .Values.database.credentialsSecret) -}}
+{{- fail "sharding.enabled needs the operator's database: set database.urlSecret.name or database.credentialsSecret" -}}
+{{- end -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{- define "configmirror.leaseName" -}}

@@ -16,6 +16,16 @@ pub struct AuditEvent {
     pub object_ref: ObjectRef,
     #[serde(default)]
     pub response_status: ResponseStatus,
+    /// When the request completed, seconds since the epoch.
+    #[serde(default, deserialize_with = "timestamp")]
+    pub stage_timestamp: Option<f64>,
+}
+
+fn timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    Ok(text
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map(|t| t.as_nanosecond() as f64 / 1e9))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -10,6 +10,7 @@ pub mod k8s;
 pub mod operator;
 pub mod postgres;
 pub mod scenario;
+pub mod shard;
 
 use std::time::Duration;
 

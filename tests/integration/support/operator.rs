@@ -66,7 +66,12 @@ impl OperatorBuilder {
             )
             // Persistence only where a test asks for it (--database-url).
             .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "info,configmirror=debug")
+            // CONFIGMIRROR_TEST_LOG=info,configmirror=trace to follow every trigger.
+            .env(
+                "RUST_LOG",
+                std::env::var("CONFIGMIRROR_TEST_LOG")
+                    .unwrap_or_else(|_| "info,configmirror=debug".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -137,6 +142,11 @@ impl Operator {
                     .collect()
             })
         })
+    }
+
+    /// Whether any log line mentions `text`.
+    pub fn logged_contains(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|l| l.contains(text))
     }
 
     pub fn logged(&self, message: &str) -> bool {
@@ -227,6 +237,14 @@ impl Operator {
     }
 
     pub fn dump_log(&self) {
+        // Keep the whole log where a person can read it after the run.
+        let keep = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
+        if std::fs::create_dir_all(&keep).is_ok() {
+            let to = keep.join(format!("{}-{}.log", self.member, self.pid()));
+            if std::fs::copy(&self.log, &to).is_ok() {
+                eprintln!("---- operator {} log kept at {}", self.member, to.display());
+            }
+        }
         if let Ok(text) = std::fs::read_to_string(&self.log) {
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(60)..];

@@ -1,0 +1,438 @@
+//! The coordinator: elected through a Lease, it takes a new coordinator
+//! epoch in PostgreSQL and keeps the assignments equal to `assign`'s answer
+//! over the live members, writing only under that epoch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use super::Timing;
+use super::assign::{self, Role};
+use crate::api::ConfigMirror;
+use crate::store::coordination::{self, AssignmentRow, CoordinatorError, CoordinatorTx, MemberRow};
+use crate::telemetry::names;
+
+/// uid → (namespace, name) of every ConfigMirror in scope: metadata only,
+/// so the coordinator's memory is a few dozen bytes per mirror.
+pub type MirrorIndex = Arc<RwLock<HashMap<String, (String, String)>>>;
+
+/// What the coordinator wants written.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    pub insert: Vec<(String, String, String, String)>,
+    pub reassign: Vec<(String, String)>,
+    pub drain: Vec<(String, String)>,
+    pub remove: Vec<String>,
+    /// Mirrors with no member to own them right now.
+    pub orphaned: usize,
+    pub per_member: BTreeMap<String, usize>,
+    pub forced: usize,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.insert.is_empty()
+            && self.reassign.is_empty()
+            && self.drain.is_empty()
+            && self.remove.is_empty()
+    }
+}
+
+/// Who may own mirrors. Members are judged dead only once every live member
+/// has had time to heartbeat since the coordinator could see the database
+/// (`judge_dead`): after an outage every heartbeat looks old.
+pub fn roles(members: &[MemberRow], timing: &Timing, judge_dead: bool) -> BTreeMap<String, Role> {
+    let ttl = timing.ttl.as_secs_f64();
+    let mut roles = BTreeMap::new();
+    for m in members {
+        let role = if m.state == "leaving" {
+            (m.left_age.unwrap_or(0.0) <= timing.leave_grace.as_secs_f64() || !judge_dead)
+                .then_some(Role::Holding)
+        } else if m.heartbeat_age <= ttl {
+            Some(Role::Eligible)
+        } else if m.heartbeat_age <= ttl + timing.grace.as_secs_f64() || !judge_dead {
+            Some(Role::Holding)
+        } else {
+            None
+        };
+        if let Some(role) = role {
+            roles.insert(m.name.clone(), role);
+        }
+    }
+    roles
+}
+
+/// The writes that bring the assignments to `assign`'s answer. Pure.
+pub fn plan(
+    mirrors: &HashMap<String, (String, String)>,
+    roles: &BTreeMap<String, Role>,
+    current: &[(AssignmentRow, f64)],
+    timing: &Timing,
+) -> Changes {
+    let rows: HashMap<&str, &(AssignmentRow, f64)> = current
+        .iter()
+        .map(|r| (r.0.mirror_uid.as_str(), r))
+        .collect();
+    // A mirror being handed over counts as its next owner's, if that one is alive.
+    let owners: HashMap<String, String> = current
+        .iter()
+        .map(|(r, _)| {
+            let owner = match &r.next_member {
+                Some(next) if roles.get(next) == Some(&Role::Eligible) => next.clone(),
+                _ => r.member.clone(),
+            };
+            (r.mirror_uid.clone(), owner)
+        })
+        .collect();
+    let mut uids: Vec<String> = mirrors.keys().cloned().collect();
+    uids.sort();
+    let desired = assign::assign(&uids, roles, &owners);
+
+    let mut c = Changes::default();
+    for (uid, (ns, name)) in mirrors {
+        let want = desired.get(uid);
+        if let Some(m) = want {
+            *c.per_member.entry(m.clone()).or_default() += 1;
+        } else {
+            c.orphaned += 1;
+        }
+        let Some(want) = want else { continue };
+        match rows.get(uid.as_str()) {
+            None => c
+                .insert
+                .push((uid.clone(), ns.clone(), name.clone(), want.clone())),
+            Some((row, age)) => {
+                let owner_alive = roles.contains_key(&row.member);
+                if row.state == "draining" {
+                    if !owner_alive {
+                        c.reassign.push((uid.clone(), want.clone()));
+                    } else if *age > timing.drain_timeout.as_secs_f64() {
+                        c.forced += 1;
+                        c.reassign.push((uid.clone(), want.clone()));
+                    } else if row.next_member.as_ref() != Some(want) {
+                        c.drain.push((uid.clone(), want.clone()));
+                    }
+                } else if &row.member != want {
+                    if owner_alive {
+                        c.drain.push((uid.clone(), want.clone()));
+                    } else {
+                        c.reassign.push((uid.clone(), want.clone()));
+                    }
+                }
+            }
+        }
+    }
+    c.remove = current
+        .iter()
+        .filter(|(r, _)| !mirrors.contains_key(&r.mirror_uid))
+        .map(|(r, _)| r.mirror_uid.clone())
+        .collect();
+    c
+}
+
+/// Keeps `index` equal to the ConfigMirrors in scope; `changed` ticks on change.
+pub async fn watch_mirrors(
+    client: Client,
+    scope: crate::scope::Scope,
+    index: MirrorIndex,
+    changed: watch::Sender<u64>,
+    synced: watch::Sender<bool>,
+) {
+    let api: Api<PartialObjectMeta<ConfigMirror>> = match scope.single_namespace() {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let in_scope = |m: &PartialObjectMeta<ConfigMirror>| {
+        scope.in_namespace_scope(&m.namespace().unwrap_or_default())
+    };
+    let mut events = watcher(api, crate::watches::watch_config())
+        .default_backoff()
+        .boxed();
+    let mut buffer = HashMap::new();
+    while let Some(event) = crate::watches::next_event(&mut events, "coordinator mirrors").await {
+        let key =
+            |m: &PartialObjectMeta<ConfigMirror>| (m.namespace().unwrap_or_default(), m.name_any());
+        match event {
+            watcher::Event::Init => buffer.clear(),
+            watcher::Event::InitApply(m) => {
+                if let (Some(uid), true) = (m.uid(), in_scope(&m)) {
+                    buffer.insert(uid, key(&m));
+                }
+            }
+            watcher::Event::InitDone => {
+                *index.write().unwrap() = std::mem::take(&mut buffer);
+                synced.send_replace(true);
+                changed.send_modify(|n| *n += 1);
+            }
+            watcher::Event::Apply(m) => {
+                if let (Some(uid), true) = (m.uid(), in_scope(&m))
+                    && index.write().unwrap().insert(uid, key(&m)).is_none()
+                {
+                    changed.send_modify(|n| *n += 1);
+                }
+            }
+            watcher::Event::Delete(m) => {
+                if let Some(uid) = m.uid() {
+                    index.write().unwrap().remove(&uid);
+                    changed.send_modify(|n| *n += 1);
+                }
+            }
+        }
+    }
+}
+
+/// Coordinates while `leading` says so: takes an epoch, then keeps the
+/// assignments current. Returns when leadership ends.
+pub async fn lead(
+    pool: &PgPool,
+    holder: &str,
+    index: &MirrorIndex,
+    mut mirrors_changed: watch::Receiver<u64>,
+    mut leading: watch::Receiver<bool>,
+    timing: &Timing,
+) {
+    let epoch = loop {
+        if !*leading.borrow() {
+            return;
+        }
+        match coordination::bump_epoch(pool, holder).await {
+            Ok(e) => break e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take a coordinator epoch yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    tracing::info!(%holder, epoch, "coordinating");
+    metrics::gauge!(names::COORDINATOR_EPOCH).set(epoch as f64);
+    let mut listener = coordination::listen(pool).await.ok();
+    let mut connected_since: Option<Instant> = Some(Instant::now());
+    loop {
+        let judge_dead = connected_since.is_some_and(|t| t.elapsed() >= timing.heartbeat * 3);
+        if attempt(pool, epoch, index, timing, judge_dead).await {
+            connected_since.get_or_insert_with(Instant::now);
+        } else {
+            connected_since = None;
+        }
+        let wake = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    let _ = l.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(timing.heartbeat) => {}
+            _ = wake => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ = mirrors_changed.changed() => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ = async { let _ = leading.wait_for(|l| !*l).await.is_ok(); } => {
+                // The Lease is only the election; the epoch in the database
+                // is the authority. Whatever this process was about to do
+                // when it lost the Lease (it may have been paused mid-step)
+                // goes to the database once more and is refused there if a
+                // newer coordinator exists.
+                attempt(pool, epoch, index, timing, false).await;
+                return;
+            }
+        }
+        if listener.is_none() {
+            listener = coordination::listen(pool).await.ok();
+        }
+    }
+}
+
+/// One step, its outcome logged and counted; `false` when the database
+/// could not be reached.
+async fn attempt(
+    pool: &PgPool,
+    epoch: i64,
+    index: &MirrorIndex,
+    timing: &Timing,
+    judge_dead: bool,
+) -> bool {
+    match step(pool, epoch, index, timing, judge_dead).await {
+        Ok(()) => true,
+        Err(CoordinatorError::Deposed { mine, current }) => {
+            metrics::counter!(names::COORDINATOR_REFUSED).increment(1);
+            tracing::warn!(
+                mine,
+                ?current,
+                "coordinator write refused: this epoch is stale, a newer coordinator exists"
+            );
+            true
+        }
+        Err(CoordinatorError::Database(e)) => {
+            tracing::warn!(error = %e, "coordination database unavailable");
+            false
+        }
+    }
+}
+
+async fn step(
+    pool: &PgPool,
+    epoch: i64,
+    index: &MirrorIndex,
+    timing: &Timing,
+    judge_dead: bool,
+) -> Result<(), CoordinatorError> {
+    if !coordination::renew(pool, epoch).await? {
+        return Err(CoordinatorError::Deposed {
+            mine: epoch,
+            current: coordination::current_epoch(pool).await?,
+        });
+    }
+    let members = coordination::members(pool).await?;
+    let current = coordination::all_assignments(pool).await?;
+    let roles = roles(&members, timing, judge_dead);
+    let changes = {
+        let mirrors = index.read().unwrap();
+        plan(&mirrors, &roles, &current, timing)
+    };
+    metrics::gauge!(names::SHARD_ORPHANED).set(changes.orphaned as f64);
+    for m in &members {
+        let n = changes.per_member.get(&m.name).copied().unwrap_or(0);
+        metrics::gauge!(names::SHARD_MIRRORS, "member" => m.name.clone()).set(n as f64);
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut tx = CoordinatorTx::begin(pool, epoch).await?;
+    tx.insert(&changes.insert).await?;
+    tx.reassign(&changes.reassign).await?;
+    tx.drain(&changes.drain).await?;
+    tx.remove(&changes.remove).await?;
+    tx.commit().await?;
+    for (kind, n) in [
+        ("new", changes.insert.len()),
+        ("failover", changes.reassign.len() - changes.forced),
+        ("forced", changes.forced),
+        ("drain", changes.drain.len()),
+    ] {
+        if n > 0 {
+            metrics::counter!(names::SHARD_MOVES, "kind" => kind).increment(n as u64);
+        }
+    }
+    tracing::info!(
+        epoch,
+        new = changes.insert.len(),
+        failover = changes.reassign.len(),
+        drain = changes.drain.len(),
+        removed = changes.remove.len(),
+        orphaned = changes.orphaned,
+        "assignments updated"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, state: &str, heartbeat_age: f64, left_age: Option<f64>) -> MemberRow {
+        MemberRow {
+            name: name.into(),
+            state: state.into(),
+            heartbeat_age,
+            left_age,
+        }
+    }
+
+    fn row(uid: &str, member: &str, next: Option<&str>) -> (AssignmentRow, f64) {
+        (
+            AssignmentRow {
+                mirror_uid: uid.into(),
+                mirror_namespace: "ns".into(),
+                mirror_name: uid.into(),
+                member: member.into(),
+                state: if next.is_some() { "draining" } else { "active" }.into(),
+                next_member: next.map(String::from),
+                epoch: 1,
+            },
+            0.5,
+        )
+    }
+
+    #[test]
+    fn roles_follow_heartbeats_leaving_and_grace() {
+        let t = Timing::default();
+        let members = [
+            member("fresh", "active", 0.5, None),
+            member("late", "active", 5.0, None),
+            member("dead", "active", 30.0, None),
+            member("restarting", "leaving", 30.0, Some(3.0)),
+            member("gone", "leaving", 60.0, Some(60.0)),
+        ];
+        let r = roles(&members, &t, true);
+        assert_eq!(r.get("fresh"), Some(&Role::Eligible));
+        assert_eq!(r.get("late"), Some(&Role::Holding));
+        assert_eq!(r.get("restarting"), Some(&Role::Holding));
+        assert!(!r.contains_key("dead") && !r.contains_key("gone"));
+        // Right after an outage nobody is judged dead yet.
+        let r = roles(&members, &t, false);
+        assert_eq!(r.len(), 5);
+    }
+
+    #[test]
+    fn new_mirrors_are_inserted_and_gone_ones_removed() {
+        let t = Timing::default();
+        let mirrors = HashMap::from([("a".to_string(), ("ns".to_string(), "a".to_string()))]);
+        let roles = BTreeMap::from([("m0".to_string(), Role::Eligible)]);
+        let c = plan(&mirrors, &roles, &[row("old", "m0", None)], &t);
+        assert_eq!(
+            c.insert,
+            vec![("a".into(), "ns".into(), "a".into(), "m0".into())]
+        );
+        assert_eq!(c.remove, vec!["old".to_string()]);
+    }
+
+    #[test]
+    fn a_dead_owner_is_replaced_directly_a_live_one_drains() {
+        let t = Timing::default();
+        let mirrors: HashMap<String, (String, String)> = (0..40)
+            .map(|i| (format!("u{i}"), ("ns".to_string(), format!("u{i}"))))
+            .collect();
+        let two = BTreeMap::from([
+            ("m0".to_string(), Role::Eligible),
+            ("m1".to_string(), Role::Eligible),
+        ]);
+        // Everything on m0, m1 alive: about half drains to m1.
+        let rows: Vec<_> = mirrors.keys().map(|u| row(u, "m0", None)).collect();
+        let c = plan(&mirrors, &two, &rows, &t);
+        assert!(c.reassign.is_empty());
+        assert!(
+            c.drain.len() >= 15 && c.drain.iter().all(|(_, to)| to == "m1"),
+            "{:?}",
+            c.drain.len()
+        );
+        // m0 dead: all straight to m1.
+        let one = BTreeMap::from([("m1".to_string(), Role::Eligible)]);
+        let c = plan(&mirrors, &one, &rows, &t);
+        assert_eq!(c.reassign.len(), 40);
+        assert!(c.drain.is_empty());
+    }
+
+    #[test]
+    fn a_drain_in_progress_is_left_alone_until_it_goes_stale() {
+        let t = Timing::default();
+        let mirrors = HashMap::from([("a".to_string(), ("ns".to_string(), "a".to_string()))]);
+        let roles = BTreeMap::from([
+            ("m0".to_string(), Role::Eligible),
+            ("m1".to_string(), Role::Eligible),
+        ]);
+        let desired = assign::assign(&["a".to_string()], &roles, &HashMap::new())["a"].clone();
+        let other = if desired == "m0" { "m1" } else { "m0" };
+        let mut r = row("a", other, Some(&desired));
+        assert!(plan(&mirrors, &roles, std::slice::from_ref(&r), &t).is_empty());
+        r.1 = 1000.0;
+        let c = plan(&mirrors, &roles, &[r], &t);
+        assert_eq!((c.forced, c.reassign.len()), (1, 1));
+    }
+}

@@ -1,0 +1,64 @@
+//! Sharding: N replicas split the ConfigMirrors between them.
+//!
+//! - `view`: what this member owns right now (and whether it is fenced);
+//!   the `Scope` asks it, and reconciles register with it.
+//! - `membership`: registration, heartbeats with the database's clock,
+//!   self-fencing, leaving on SIGTERM.
+//! - `worker`: learns assignments (LISTEN/NOTIFY, polling as a fallback)
+//!   and hands drained mirrors over once their in-flight work is done.
+//! - `coordinator`: the Lease-elected member that assigns mirrors (`assign`)
+//!   under a coordinator epoch.
+
+pub mod assign;
+pub mod coordinator;
+pub mod membership;
+pub mod mode;
+pub mod view;
+pub mod worker;
+
+use std::time::Duration;
+
+pub use view::ShardView;
+
+/// Timing of membership. Defaults keep a crashed member's mirrors moving
+/// within ~8 s, and tolerate ~3 missed heartbeats on a loaded 2-core
+/// machine before a member fences itself.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// How often a member heartbeats.
+    pub heartbeat: Duration,
+    /// A member whose heartbeat is older than this is no longer live.
+    pub ttl: Duration,
+    /// A member fences itself when it could not heartbeat for `ttl - margin`.
+    pub margin: Duration,
+    /// After the TTL, a silent member's mirrors are held this much longer.
+    pub grace: Duration,
+    /// A member that left (SIGTERM) holds its mirrors this long, so a
+    /// rolling restart under the same name moves nothing.
+    pub leave_grace: Duration,
+    /// Assignments are re-read this often even without a NOTIFY.
+    pub poll: Duration,
+    /// A drain not acknowledged in this long is forced.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(1),
+            ttl: Duration::from_secs(4),
+            margin: Duration::from_secs(1),
+            grace: Duration::from_secs(2),
+            leave_grace: Duration::from_secs(20),
+            poll: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Timing {
+    /// Without a heartbeat for this long, a member stops writing.
+    pub fn fence_after(&self) -> Duration {
+        self.ttl.saturating_sub(self.margin)
+    }
+}

@@ -1,0 +1,238 @@
+//! What this member may reconcile, shared by the scope, the reconciles and
+//! the worker loop. One mutex guards ownership and in-flight work together,
+//! so a drain never misses a reconcile that is just starting.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+/// One mirror this member owns: its assignment's epoch and where it lives
+/// (so the mirror watch can fetch a mirror the moment it is acquired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    pub epoch: i64,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Default)]
+struct State {
+    /// mirror UID → its assignment, for mirrors this member owns (active).
+    owned: HashMap<String, Owned>,
+    in_flight: HashSet<String>,
+    /// No heartbeat for too long: write nothing.
+    fenced: bool,
+    /// The assignments were read since the last (un)fencing.
+    fresh: bool,
+    /// Counts the times ownership became fresh (start, and each resume
+    /// after a fence).
+    activations: u64,
+}
+
+pub struct ShardView {
+    pub member: String,
+    state: Mutex<State>,
+    /// Bumped whenever the owned set changes or ownership resumes after a
+    /// fence (the mirror watch then fetches, drops or catches up).
+    changes: watch::Sender<u64>,
+}
+
+impl ShardView {
+    pub fn new(member: &str) -> Self {
+        Self {
+            member: member.to_string(),
+            // Fenced until registered and heartbeating.
+            state: Mutex::new(State {
+                fenced: true,
+                ..Default::default()
+            }),
+            changes: watch::channel(0).0,
+        }
+    }
+
+    pub fn owns(&self, uid: &str) -> bool {
+        let s = self.state.lock().unwrap();
+        !s.fenced && s.fresh && s.owned.contains_key(uid)
+    }
+
+    pub fn epoch(&self, uid: &str) -> Option<i64> {
+        self.state.lock().unwrap().owned.get(uid).map(|o| o.epoch)
+    }
+
+    /// The mirrors this member may reconcile now, with the activation they
+    /// belong to; `None` while fenced or before the assignments were read
+    /// again.
+    pub fn active(&self) -> Option<(u64, HashMap<String, Owned>)> {
+        let s = self.state.lock().unwrap();
+        (!s.fenced && s.fresh).then(|| (s.activations, s.owned.clone()))
+    }
+
+    pub fn owned_count(&self) -> usize {
+        self.state.lock().unwrap().owned.len()
+    }
+
+    /// Starts a reconcile of `uid` if this member owns it; the work counts
+    /// as in flight until `end`.
+    pub fn begin(&self, uid: &str) -> bool {
+        let mut s = self.state.lock().unwrap();
+        if !s.fenced && s.fresh && s.owned.contains_key(uid) {
+            s.in_flight.insert(uid.to_string());
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn end(&self, uid: &str) {
+        self.state.lock().unwrap().in_flight.remove(uid);
+    }
+
+    pub fn in_flight(&self, uid: &str) -> bool {
+        self.state.lock().unwrap().in_flight.contains(uid)
+    }
+
+    /// Whether writes may go on (checked before each write).
+    pub fn writable(&self) -> bool {
+        !self.state.lock().unwrap().fenced
+    }
+
+    /// Replaces the owned set with what the database says.
+    pub fn set_owned(&self, owned: HashMap<String, Owned>) {
+        let mut s = self.state.lock().unwrap();
+        // A changed assignment, or resuming after a fence (the mirror watch
+        // then reconciles every owned mirror: what changed while this
+        // member could not act is caught up).
+        let changed = !s.fresh
+            || s.owned.len() != owned.len()
+            || owned.keys().any(|k| !s.owned.contains_key(k));
+        s.owned = owned;
+        if !s.fresh {
+            s.activations += 1;
+        }
+        s.fresh = true;
+        drop(s);
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Stops owning one mirror (a drain), at once.
+    pub fn release(&self, uid: &str) {
+        let removed = self.state.lock().unwrap().owned.remove(uid).is_some();
+        if removed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    pub fn fence(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let was = s.fenced;
+        s.fenced = true;
+        s.fresh = false;
+        !was
+    }
+
+    /// Heartbeats work again: ownership waits for a fresh read of the assignments.
+    /// Called on every successful heartbeat; only the first one after a
+    /// fence changes anything (staleness must not flicker every second).
+    pub fn unfence(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let was = s.fenced;
+        if was {
+            s.fenced = false;
+            s.fresh = false;
+        }
+        was
+    }
+
+    pub fn fenced(&self) -> bool {
+        self.state.lock().unwrap().fenced
+    }
+
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn owned(uid: &str, epoch: i64) -> (String, Owned) {
+        let (namespace, name) = ("ns".to_string(), format!("mirror-{uid}"));
+        (
+            uid.to_string(),
+            Owned {
+                epoch,
+                namespace,
+                name,
+            },
+        )
+    }
+
+    fn view(uids: &[&str]) -> ShardView {
+        let v = ShardView::new("m");
+        v.unfence();
+        v.set_owned(uids.iter().map(|u| owned(u, 1)).collect());
+        v
+    }
+
+    #[test]
+    fn a_new_view_owns_nothing_until_registered_and_read() {
+        let v = ShardView::new("m");
+        v.set_owned([owned("u", 1)].into());
+        assert!(!v.owns("u"), "fenced until heartbeating");
+        v.unfence();
+        assert!(!v.owns("u"), "stale until the assignments are read again");
+        assert!(v.active().is_none());
+        v.set_owned([owned("u", 1)].into());
+        assert_eq!(v.active().map(|(_, a)| a.len()), Some(1));
+        assert!(v.owns("u"));
+    }
+
+    #[test]
+    fn a_reconcile_starts_only_on_owned_mirrors_and_counts_as_in_flight() {
+        let v = view(&["a"]);
+        assert!(v.begin("a"));
+        assert!(!v.begin("b"));
+        assert!(v.in_flight("a"));
+        v.release("a");
+        assert!(v.in_flight("a"), "a drain waits for the running reconcile");
+        assert!(!v.begin("a"), "and no new one starts");
+        v.end("a");
+        assert!(!v.in_flight("a"));
+    }
+
+    #[test]
+    fn heartbeats_while_unfenced_keep_ownership_fresh() {
+        let v = view(&["a"]);
+        let changes = v.changes();
+        let activation = v.active().map(|(n, _)| n);
+        for _ in 0..3 {
+            assert!(!v.unfence(), "not fenced before");
+            assert!(v.owns("a") && v.begin("a"), "every heartbeat must not make the view stale");
+            v.end("a");
+        }
+        v.set_owned([owned("a", 1)].into());
+        assert_eq!(v.active().map(|(n, _)| n), activation, "no new activation without a fence");
+        assert!(!changes.has_changed().unwrap(), "nothing to catch up");
+    }
+
+    #[test]
+    fn fencing_stops_everything_until_fresh_again() {
+        let v = view(&["a"]);
+        let changes = v.changes();
+        assert!(v.fence());
+        assert!(!v.owns("a") && !v.writable() && !v.begin("a"));
+        assert!(v.unfence());
+        assert!(v.writable() && !v.owns("a"));
+        let before = v.active();
+        v.set_owned([owned("a", 2), owned("b", 1)].into());
+        assert!(before.is_none());
+        assert_eq!(v.active().map(|(n, _)| n), Some(2), "a second activation");
+        assert!(v.owns("a") && v.owns("b"));
+        assert_eq!(v.epoch("a"), Some(2));
+        assert!(changes.has_changed().unwrap());
+    }
+}

@@ -1,0 +1,382 @@
+//! The coordination tables: members, assignments, the coordinator's epoch.
+//! Member writes are conditional on the member's incarnation (a stale
+//! process with the same name changes nothing); coordinator writes run in a
+//! transaction that holds the epoch row FOR SHARE and checks it first (a
+//! deposed coordinator changes nothing, and a new one's bump waits for it).
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+/// NOTIFY channel: assignments changed (payload: a member name, or empty).
+pub const ASSIGNMENTS_CHANNEL: &str = "configmirror_assignments";
+/// NOTIFY channel: membership changed.
+pub const MEMBERS_CHANNEL: &str = "configmirror_members";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    pub name: String,
+    pub state: String,
+    /// Seconds since the last heartbeat, by the database's clock.
+    pub heartbeat_age: f64,
+    /// Seconds since it said it was leaving.
+    pub left_age: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignmentRow {
+    pub mirror_uid: String,
+    pub mirror_namespace: String,
+    pub mirror_name: String,
+    pub member: String,
+    pub state: String,
+    pub next_member: Option<String>,
+    pub epoch: i64,
+}
+
+/// Registers this process as `name` (a new incarnation), active.
+pub async fn register(pool: &PgPool, name: &str, incarnation: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        INSERT INTO members (name, incarnation, state, started_at, heartbeat_at)
+        VALUES ($1, $2, 'active', now(), now())
+        ON CONFLICT (name) DO UPDATE SET incarnation = EXCLUDED.incarnation, state = 'active',
+            started_at = now(), heartbeat_at = now(), left_at = NULL
+        "#,
+        name,
+        incarnation
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query!("SELECT pg_notify($1, $2)", MEMBERS_CHANNEL, name)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Heartbeat; `false` when another incarnation owns the name now.
+pub async fn heartbeat(pool: &PgPool, name: &str, incarnation: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE members SET heartbeat_at = now() WHERE name = $1 AND incarnation = $2",
+        name,
+        incarnation
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Says this incarnation is leaving (SIGTERM): its mirrors are held for the grace.
+pub async fn leave(pool: &PgPool, name: &str, incarnation: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE members SET state = 'leaving', left_at = now() WHERE name = $1 AND incarnation = $2",
+        name,
+        incarnation
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query!("SELECT pg_notify($1, $2)", MEMBERS_CHANNEL, name)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn members(pool: &PgPool) -> Result<Vec<MemberRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberRow,
+        r#"
+        SELECT name, state,
+               EXTRACT(EPOCH FROM now() - heartbeat_at)::float8 AS "heartbeat_age!",
+               EXTRACT(EPOCH FROM now() - left_at)::float8 AS left_age
+        FROM members ORDER BY name
+        "#
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Assignments a member owns or is about to receive.
+pub async fn assignments_of(
+    pool: &PgPool,
+    member: &str,
+) -> Result<Vec<AssignmentRow>, sqlx::Error> {
+    sqlx::query_as!(
+        AssignmentRow,
+        r#"
+        SELECT mirror_uid, mirror_namespace, mirror_name, member, state, next_member, epoch
+        FROM assignments WHERE member = $1 OR next_member = $1
+        "#,
+        member
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Every assignment, with the seconds since it last changed.
+pub async fn all_assignments(pool: &PgPool) -> Result<Vec<(AssignmentRow, f64)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"
+        SELECT mirror_uid, mirror_namespace, mirror_name, member, state, next_member, epoch,
+               EXTRACT(EPOCH FROM now() - changed_at)::float8 AS "age!"
+        FROM assignments
+        "#
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                AssignmentRow {
+                    mirror_uid: r.mirror_uid,
+                    mirror_namespace: r.mirror_namespace,
+                    mirror_name: r.mirror_name,
+                    member: r.member,
+                    state: r.state,
+                    next_member: r.next_member,
+                    epoch: r.epoch,
+                },
+                r.age,
+            )
+        })
+        .collect())
+}
+
+/// The old owner's half of a handover: it finished its in-flight work and
+/// hands the mirror to `next_member`. Returns the seconds the drain took
+/// (by the database's clock) when it applied.
+pub async fn acknowledge_drain(
+    pool: &PgPool,
+    mirror_uid: &str,
+    member: &str,
+    incarnation: Uuid,
+    epoch: i64,
+) -> Result<Option<f64>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"
+        WITH acked AS (
+            UPDATE assignments a
+            SET member = a.next_member, next_member = NULL, state = 'active', epoch = a.epoch + 1,
+                changed_at = now()
+            FROM (SELECT changed_at AS drained_at FROM assignments WHERE mirror_uid = $1) d
+            WHERE a.mirror_uid = $1 AND a.member = $2 AND a.state = 'draining' AND a.epoch = $4
+              AND EXISTS (SELECT 1 FROM members WHERE name = $2 AND incarnation = $3)
+            RETURNING a.mirror_uid, a.member, a.state, a.epoch, a.coordinator_epoch, d.drained_at
+        ),
+        history AS (
+            INSERT INTO assignment_history (mirror_uid, member, state, next_member, epoch, coordinator_epoch, reason)
+            SELECT mirror_uid, member, state, NULL, epoch, coordinator_epoch, 'handover' FROM acked
+        )
+        SELECT EXTRACT(EPOCH FROM now() - drained_at)::float8 AS "seconds!", member AS "next!"
+        FROM acked
+        "#,
+        mirror_uid,
+        member,
+        incarnation,
+        epoch
+    )
+    .fetch_optional(pool)
+    .await?;
+    if let Some(r) = &row {
+        // Tell the new owner at once.
+        sqlx::query!("SELECT pg_notify($1, $2)", ASSIGNMENTS_CHANNEL, r.next)
+            .execute(pool)
+            .await?;
+    }
+    Ok(row.map(|r| r.seconds))
+}
+
+/// A coordinator's transaction: open only while `epoch` is still current.
+pub struct CoordinatorTx<'a> {
+    tx: Transaction<'a, Postgres>,
+    epoch: i64,
+}
+
+/// Takes the next coordinator epoch for `holder`.
+pub async fn bump_epoch(pool: &PgPool, holder: &str) -> Result<i64, sqlx::Error> {
+    let epoch = sqlx::query_scalar!(
+        r#"
+        INSERT INTO coordinator_epochs (id, epoch, holder, acquired_at) VALUES (1, 1, $1, now())
+        ON CONFLICT (id) DO UPDATE SET epoch = coordinator_epochs.epoch + 1, holder = $1, acquired_at = now()
+        RETURNING epoch
+        "#,
+        holder
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(epoch)
+}
+
+/// The coordinator's per-round write: `Ok(false)` when `epoch` is no longer
+/// current (PostgreSQL accepted nothing).
+pub async fn renew(pool: &PgPool, epoch: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE coordinator_epochs SET renewed_at = now() WHERE id = 1 AND epoch = $1",
+        epoch
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn current_epoch(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT epoch FROM coordinator_epochs WHERE id = 1")
+        .fetch_optional(pool)
+        .await
+}
+
+/// Why a coordinator's write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("coordinator epoch {mine} is stale (current {current:?}): deposed")]
+    Deposed { mine: i64, current: Option<i64> },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl<'a> CoordinatorTx<'a> {
+    /// Begins, locks the epoch row FOR SHARE and checks it is `epoch`.
+    pub async fn begin(pool: &'a PgPool, epoch: i64) -> Result<Self, CoordinatorError> {
+        let mut tx = pool.begin().await?;
+        let current =
+            sqlx::query_scalar!("SELECT epoch FROM coordinator_epochs WHERE id = 1 FOR SHARE")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if current != Some(epoch) {
+            return Err(CoordinatorError::Deposed {
+                mine: epoch,
+                current,
+            });
+        }
+        Ok(Self { tx, epoch })
+    }
+
+    /// New mirrors, each to its member.
+    pub async fn insert(
+        &mut self,
+        rows: &[(String, String, String, String)],
+    ) -> Result<u64, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (uids, namespaces, names, members) = columns4(rows);
+        let n = sqlx::query!(
+            r#"
+            WITH inserted AS (
+                INSERT INTO assignments (mirror_uid, mirror_namespace, mirror_name, member, coordinator_epoch)
+                SELECT * , $5::bigint FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+                ON CONFLICT (mirror_uid) DO NOTHING
+                RETURNING mirror_uid, member, state, epoch, coordinator_epoch
+            )
+            INSERT INTO assignment_history (mirror_uid, member, state, next_member, epoch, coordinator_epoch, reason)
+            SELECT mirror_uid, member, state, NULL, epoch, coordinator_epoch, 'new' FROM inserted
+            "#,
+            &uids,
+            &namespaces,
+            &names,
+            &members,
+            self.epoch
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(n.rows_affected())
+    }
+
+    /// Mirrors whose owner is gone: straight to their new member.
+    pub async fn reassign(&mut self, rows: &[(String, String)]) -> Result<u64, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (uids, members): (Vec<String>, Vec<String>) = rows.iter().cloned().unzip();
+        let n = sqlx::query!(
+            r#"
+            WITH moved AS (
+                UPDATE assignments a SET member = t.member, state = 'active', next_member = NULL,
+                    epoch = a.epoch + 1, coordinator_epoch = $3, changed_at = now()
+                FROM UNNEST($1::text[], $2::text[]) AS t(mirror_uid, member)
+                WHERE a.mirror_uid = t.mirror_uid
+                RETURNING a.mirror_uid, a.member, a.state, a.epoch, a.coordinator_epoch
+            )
+            INSERT INTO assignment_history (mirror_uid, member, state, next_member, epoch, coordinator_epoch, reason)
+            SELECT mirror_uid, member, state, NULL, epoch, coordinator_epoch, 'failover' FROM moved
+            "#,
+            &uids,
+            &members,
+            self.epoch
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(n.rows_affected())
+    }
+
+    /// Mirrors to move from a live owner: it drains, then hands over.
+    pub async fn drain(&mut self, rows: &[(String, String)]) -> Result<u64, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (uids, next): (Vec<String>, Vec<String>) = rows.iter().cloned().unzip();
+        let n = sqlx::query!(
+            r#"
+            WITH drained AS (
+                UPDATE assignments a SET state = 'draining', next_member = t.next_member,
+                    epoch = a.epoch + 1, coordinator_epoch = $3, changed_at = now()
+                FROM UNNEST($1::text[], $2::text[]) AS t(mirror_uid, next_member)
+                WHERE a.mirror_uid = t.mirror_uid
+                RETURNING a.mirror_uid, a.member, a.state, a.next_member, a.epoch, a.coordinator_epoch
+            )
+            INSERT INTO assignment_history (mirror_uid, member, state, next_member, epoch, coordinator_epoch, reason)
+            SELECT mirror_uid, member, state, next_member, epoch, coordinator_epoch, 'drain' FROM drained
+            "#,
+            &uids,
+            &next,
+            self.epoch
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(n.rows_affected())
+    }
+
+    /// Assignments of mirrors that no longer exist.
+    pub async fn remove(&mut self, uids: &[String]) -> Result<u64, sqlx::Error> {
+        if uids.is_empty() {
+            return Ok(0);
+        }
+        let n = sqlx::query!(
+            "DELETE FROM assignments WHERE mirror_uid = ANY($1::text[])",
+            uids
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(n.rows_affected())
+    }
+
+    /// Commits and tells the workers.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::query!("SELECT pg_notify($1, '')", ASSIGNMENTS_CHANNEL)
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await
+    }
+}
+
+type Columns4 = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+
+fn columns4(rows: &[(String, String, String, String)]) -> Columns4 {
+    let mut c: Columns4 = Default::default();
+    for (a, b, d, e) in rows {
+        c.0.push(a.clone());
+        c.1.push(b.clone());
+        c.2.push(d.clone());
+        c.3.push(e.clone());
+    }
+    c
+}
+
+/// A listener on both channels.
+pub async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen_all([ASSIGNMENTS_CHANNEL, MEMBERS_CHANNEL])
+        .await?;
+    Ok(listener)
+}
