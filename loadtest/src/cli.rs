@@ -84,6 +84,45 @@ pub enum Scenario {
     Noise(NoiseArgs),
     /// The API server's raw create throughput with this client.
     Ceiling(CeilingArgs),
+    /// Sharded members (started here from --spawn-operator, with a database
+    /// of their own on --database-url's server): failover, movement,
+    /// handovers and staleness while members are killed, stopped and paused.
+    Chaos(ChaosArgs),
+    /// Sharded members: sustained update throughput (pass e.g.
+    /// --operator-arg=--kube-api-qps=50 so the members are the bottleneck).
+    Scale(ScaleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(3..=20))]
+    pub members: u32,
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20000))]
+    pub mirrors: u32,
+    /// Target namespaces every mirror replicates into.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub targets: u32,
+    #[arg(long, default_value_t = 90)]
+    pub duration_seconds: u64,
+    /// Source updates per second during the chaos.
+    #[arg(long, default_value_t = 20.0)]
+    pub update_rate: f64,
+    /// Seconds between chaos actions (kill -9, SIGTERM, SIGSTOP in turn).
+    #[arg(long, default_value_t = 15)]
+    pub action_every_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub members: u32,
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=20000))]
+    pub mirrors: u32,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub targets: u32,
+    /// Rounds of updating every source once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub rounds: u32,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod cli;
 pub mod cluster;
+pub mod members;
 pub mod observe;
 pub mod operator;
 pub mod report;
@@ -14,6 +15,9 @@ pub mod stats;
 use cli::{Cli, Scenario};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.scenario, Scenario::Chaos(_) | Scenario::Scale(_)) {
+        return run_sharded(cli).await;
+    }
     let run = cluster::Run::new(&cli).await?;
     let operator = operator::Operator::attach(&cli, &run).await?;
     let result = tokio::time::timeout(std::time::Duration::from_secs(cli.timeout_seconds), async {
@@ -24,10 +28,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Idle(a) => scenarios::idle::run(&cli, &run, &operator, a).await,
             Scenario::Noise(a) => scenarios::noise::run(&cli, &run, &operator, a).await,
             Scenario::Ceiling(a) => scenarios::ceiling::run(&cli, &run, &operator, a).await,
+            Scenario::Chaos(_) | Scenario::Scale(_) => unreachable!("run_sharded runs these"),
         }
     })
     .await;
-    let outcome = match result {
+    let outcome = finish(&cli, result);
+    if !cli.keep {
+        run.cleanup().await;
+    }
+    operator.stop().await;
+    outcome
+}
+
+/// The sharded scenarios start their own members instead of one operator.
+async fn run_sharded(cli: Cli) -> anyhow::Result<()> {
+    let run = cluster::Run::new(&cli).await?;
+    let mut members = members::Members::new(&cli, &run).await?;
+    let result = tokio::time::timeout(std::time::Duration::from_secs(cli.timeout_seconds), async {
+        match &cli.scenario {
+            Scenario::Chaos(a) => scenarios::shards::chaos(&cli, &run, &mut members, a).await,
+            Scenario::Scale(a) => scenarios::shards::scale(&cli, &run, &mut members, a).await,
+            _ => unreachable!("only sharded scenarios come here"),
+        }
+    })
+    .await;
+    let outcome = finish(&cli, result);
+    if !cli.keep {
+        // Mirrors' finalizers need a live member.
+        run.cleanup().await;
+    }
+    members.shutdown(cli.keep).await;
+    outcome
+}
+
+fn finish(
+    cli: &Cli,
+    result: Result<anyhow::Result<report::Report>, tokio::time::error::Elapsed>,
+) -> anyhow::Result<()> {
+    match result {
         Ok(Ok(report)) => {
             report.print();
             let written = report.write(&cli.out)?;
@@ -41,10 +79,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             "the run exceeded --timeout-seconds {}",
             cli.timeout_seconds
         )),
-    };
-    if !cli.keep {
-        run.cleanup().await;
     }
-    operator.stop().await;
-    outcome
 }

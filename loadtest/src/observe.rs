@@ -34,12 +34,47 @@ impl Observer {
         targets: &[String],
         payload: &str,
     ) -> anyhow::Result<Self> {
+        let watches = names
+            .iter()
+            .map(|name| {
+                (
+                    Api::all(client.clone()),
+                    watcher::Config::default().fields(&format!("metadata.name={name}")),
+                )
+            })
+            .collect();
+        Self::watching(watches, targets, payload).await
+    }
+
+    /// Watches every ConfigMap in `targets` (one watch per namespace): for
+    /// many sources replicated into few namespaces.
+    pub async fn in_namespaces(
+        client: &Client,
+        targets: &[String],
+        payload: &str,
+    ) -> anyhow::Result<Self> {
+        let watches = targets
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(client.clone(), ns),
+                    watcher::Config::default(),
+                )
+            })
+            .collect();
+        Self::watching(watches, targets, payload).await
+    }
+
+    async fn watching(
+        watches: Vec<(Api<ConfigMap>, watcher::Config)>,
+        targets: &[String],
+        payload: &str,
+    ) -> anyhow::Result<Self> {
+        let count = watches.len();
         let state = Arc::new(Mutex::new(State::default()));
         let targets: Arc<HashSet<String>> = Arc::new(targets.iter().cloned().collect());
         let mut tasks = Vec::new();
-        for name in names {
-            let api: Api<ConfigMap> = Api::all(client.clone());
-            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        for (api, config) in watches {
             let (state, targets, payload) = (state.clone(), targets.clone(), payload.to_string());
             tasks.push(tokio::spawn(async move {
                 let mut events = watcher(api, config).default_backoff().boxed();
@@ -83,7 +118,7 @@ impl Observer {
             targets,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while observer.state.lock().unwrap().synced < names.len() {
+        while observer.state.lock().unwrap().synced < count {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "the replica watches did not start"
@@ -110,6 +145,31 @@ impl Observer {
             .iter()
             .filter(|((_, n), h)| n == name && h.last().is_some_and(|(_, v)| *v >= version))
             .count()
+    }
+
+    pub fn target_count(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// How many (target, name) replicas do not hold `version` or newer yet.
+    pub fn missing(&self, names: &[String], version: u64) -> usize {
+        let s = self.state.lock().unwrap();
+        let mut key = (String::new(), String::new());
+        let mut missing = 0;
+        for ns in self.targets.iter() {
+            key.0.clone_from(ns);
+            for name in names {
+                key.1.clone_from(name);
+                if s.seen
+                    .get(&key)
+                    .and_then(|h| h.last())
+                    .is_none_or(|(_, v)| *v < version)
+                {
+                    missing += 1;
+                }
+            }
+        }
+        missing
     }
 
     /// Waits until every target holds `version` of each of `names`.

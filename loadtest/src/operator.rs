@@ -46,7 +46,7 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
         .and_then(|l| l.rsplit(' ').next())
@@ -161,7 +161,10 @@ impl Operator {
     }
 }
 
-fn wait_for_addresses(log: &PathBuf, timeout: Duration) -> anyhow::Result<(String, String)> {
+pub(crate) fn wait_for_addresses(
+    log: &std::path::Path,
+    timeout: Duration,
+) -> anyhow::Result<(String, String)> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(file) = std::fs::File::open(log) {

@@ -151,3 +151,72 @@ fn ceiling_measures_creates_per_second() {
     let d = run(&["ceiling", "--count", "30"]);
     assert!(d["creates_per_second"].as_f64().unwrap() > 1.0);
 }
+
+/// The sharded scenarios start their own members on a database of their own.
+fn run_sharded(args: &[&str]) -> serde_json::Value {
+    let url = var("DATABASE_URL");
+    let mut all = vec![
+        "--database-url",
+        &url,
+        "--operator-arg=--leave-grace-seconds=3",
+    ];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+#[test]
+fn chaos_runs_and_measures() {
+    let d = run_sharded(&[
+        "chaos",
+        "--members",
+        "3",
+        "--mirrors",
+        "12",
+        "--targets",
+        "1",
+        "--duration-seconds",
+        "14",
+        "--update-rate",
+        "3",
+        "--action-every-seconds",
+        "4",
+    ]);
+    assert!(d["failover_seconds"].as_f64().unwrap() > 0.0);
+    assert!(d["failover_mirrors"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        d["restart_moves"],
+        serde_json::json!({}),
+        "a rolling restart moved mirrors"
+    );
+    assert!(
+        d["leave_moves"]["failover"].as_i64().unwrap() >= 1,
+        "{:?}",
+        d["leave_moves"]
+    );
+    assert_eq!(d["new_mirror_latency"]["count"], 12);
+    assert!(d["chaos_staleness"]["count"].as_u64().unwrap() >= 30);
+    assert!(d["chaos_actions"].as_array().unwrap().len() >= 2);
+    let loads: i64 = d["loads"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(loads, 12);
+}
+
+#[test]
+fn scale_runs_and_measures() {
+    let d = run_sharded(&[
+        "scale",
+        "--members",
+        "2",
+        "--mirrors",
+        "10",
+        "--rounds",
+        "1",
+    ]);
+    assert!(d["throughput_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(d["loads"].as_object().unwrap().len(), 2);
+    assert_eq!(d["member_rss_bytes"].as_object().unwrap().len(), 2);
+}

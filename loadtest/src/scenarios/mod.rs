@@ -5,6 +5,7 @@ pub mod fanout;
 pub mod idle;
 pub mod mirrors;
 pub mod noise;
+pub mod shards;
 pub mod updates;
 
 use std::time::{Duration, Instant};
