@@ -180,5 +180,32 @@ fn bench_selector(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_plan, bench_hash, bench_selector);
+/// The coordinator's placement: 10,000 mirrors over 5 members, from nothing
+/// and after a sixth joins (sticky: only what must move moves).
+fn bench_assign(c: &mut Criterion) {
+    use configmirror::shard::assign::{Role, assign};
+    use std::collections::{BTreeMap, HashMap};
+    let mirrors: Vec<String> = (0..10_000).map(|i| format!("mirror-uid-{i:05}")).collect();
+    let five: BTreeMap<String, Role> = (0..5)
+        .map(|i| (format!("worker-{i}"), Role::Eligible))
+        .collect();
+    let mut six = five.clone();
+    six.insert("worker-5".into(), Role::Eligible);
+    let empty = HashMap::new();
+    c.bench_function("assign 10,000 mirrors to 5 members", |b| {
+        b.iter(|| std::hint::black_box(assign(&mirrors, &five, &empty).len()))
+    });
+    let placed = assign(&mirrors, &five, &empty);
+    c.bench_function("assign 10,000 mirrors after a 6th member joins", |b| {
+        b.iter(|| std::hint::black_box(assign(&mirrors, &six, &placed).len()))
+    });
+}
+
+criterion_group!(
+    benches,
+    bench_plan,
+    bench_hash,
+    bench_selector,
+    bench_assign
+);
 criterion_main!(benches);

@@ -110,6 +110,9 @@ pub struct ChaosArgs {
     /// Seconds between chaos actions (kill -9, SIGTERM, SIGSTOP in turn).
     #[arg(long, default_value_t = 15)]
     pub action_every_seconds: u64,
+    /// Mirrors created one at a time on the settled fleet, for new-mirror latency.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub lone_mirrors: u32,
 }
 
 #[derive(Debug, Args)]

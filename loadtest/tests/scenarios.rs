@@ -180,6 +180,8 @@ fn chaos_runs_and_measures() {
         "3",
         "--action-every-seconds",
         "4",
+        "--lone-mirrors",
+        "3",
     ]);
     assert!(d["failover_seconds"].as_f64().unwrap() > 0.0);
     assert!(d["failover_mirrors"].as_u64().unwrap() >= 1);
@@ -202,7 +204,8 @@ fn chaos_runs_and_measures() {
         .values()
         .map(|v| v.as_i64().unwrap())
         .sum();
-    assert_eq!(loads, 12);
+    assert_eq!(loads, 12 + 3, "the fleet and the lone mirrors");
+    assert_eq!(d["lone_mirror_latency"]["count"], 3);
 }
 
 #[test]

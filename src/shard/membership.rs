@@ -35,6 +35,7 @@ impl Membership {
     pub async fn run(&self, view: Arc<ShardView>, timing: Timing, health: Arc<Health>) {
         let mut registered = false;
         let mut last_ok: Option<Instant> = None;
+        let mut max_gap: f64 = 0.0;
         let mut tick = tokio::time::interval(timing.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -54,6 +55,10 @@ impl Membership {
                         tracing::info!(member = %self.name, incarnation = %self.incarnation, "registered as a member");
                     }
                     registered = true;
+                    if let Some(previous) = last_ok {
+                        max_gap = max_gap.max(previous.elapsed().as_secs_f64());
+                        metrics::gauge!(names::HEARTBEAT_MAX_GAP).set(max_gap);
+                    }
                     last_ok = Some(Instant::now());
                     if view.unfence() {
                         tracing::info!(member = %self.name, "heartbeats work: no longer fenced");

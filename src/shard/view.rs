@@ -211,11 +211,18 @@ pub(crate) mod tests {
         let activation = v.active().map(|(n, _)| n);
         for _ in 0..3 {
             assert!(!v.unfence(), "not fenced before");
-            assert!(v.owns("a") && v.begin("a"), "every heartbeat must not make the view stale");
+            assert!(
+                v.owns("a") && v.begin("a"),
+                "every heartbeat must not make the view stale"
+            );
             v.end("a");
         }
         v.set_owned([owned("a", 1)].into());
-        assert_eq!(v.active().map(|(n, _)| n), activation, "no new activation without a fence");
+        assert_eq!(
+            v.active().map(|(n, _)| n),
+            activation,
+            "no new activation without a fence"
+        );
         assert!(!changes.has_changed().unwrap(), "nothing to catch up");
     }
 

@@ -21,6 +21,7 @@ pub const EVENTS_PUBLISHED: &str = "configmirror_events_published_total";
 pub const MEMBER_FENCED: &str = "configmirror_member_fenced";
 pub const FENCES: &str = "configmirror_member_fences_total";
 pub const HEARTBEAT_DURATION: &str = "configmirror_member_heartbeat_duration_seconds";
+pub const HEARTBEAT_MAX_GAP: &str = "configmirror_member_heartbeat_max_gap_seconds";
 pub const SHARD_OWNED: &str = "configmirror_shard_owned_mirrors";
 pub const SHARD_HANDOVERS: &str = "configmirror_shard_handovers_total";
 pub const HANDOVER_DURATION: &str = "configmirror_shard_handover_duration_seconds";

@@ -245,7 +245,10 @@ fn heartbeat_summary(metrics: &str) -> String {
             .find(|(le, _)| *le == 0.5)
             .map_or(0.0, |(_, n)| *n);
     let fences = sample(metrics, "configmirror_member_fences_total").unwrap_or(0.0);
-    format!("{count} heartbeats, all within {slowest:?} s, {over_half} over 0.5 s, {fences} fences")
+    let gap = sample(metrics, "configmirror_member_heartbeat_max_gap_seconds").unwrap_or(0.0);
+    format!(
+        "{count} heartbeats, all within {slowest:?} s, {over_half} over 0.5 s, longest gap {gap:.2} s, {fences} fences"
+    )
 }
 
 /// The value of an unlabelled series.

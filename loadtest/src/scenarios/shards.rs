@@ -152,6 +152,19 @@ fn describe(map: &BTreeMap<String, i64>) -> String {
         .join(", ")
 }
 
+/// A row "<label> p50 / p95 / p99 / max" and the summary under `key`.
+fn report_latency(report: &mut Report, label: &str, key: &str, values: &[f64], of: &str) {
+    let s = summarize(values);
+    report.row(
+        &format!("{label} p50 / p95 / p99 / max"),
+        format!(
+            "{:.3} / {:.3} / {:.3} / {:.3} s ({} {of})",
+            s.p50, s.p95, s.p99, s.max, s.count
+        ),
+    );
+    report.set(key, s);
+}
+
 /// Loads, coordinator, memory and fences of the members now.
 async fn report_members(report: &mut Report, members: &Members) -> anyhow::Result<()> {
     let loads = members.loads().await?;
@@ -239,19 +252,26 @@ pub async fn chaos(
     let fleet = fleet(cli, run, args.mirrors, args.targets).await?;
     let m = fleet.names.len();
     settled(members, m, &live, timeout).await?;
-    let s = summarize(&fleet.new_mirror_latencies);
-    report.row(
-        "new-mirror latency p50 / p95 / p99 / max",
-        format!(
-            "{:.3} / {:.3} / {:.3} / {:.3} s ({} mirrors created while {} members ran)",
-            s.p50, s.p95, s.p99, s.max, s.count, args.members
-        ),
+    report_latency(
+        &mut report,
+        "new-mirror latency, all created at once",
+        "new_mirror_latency",
+        &fleet.new_mirror_latencies,
+        &format!("while {} members ran", args.members),
     );
-    report.set("new_mirror_latency", s);
     let loads = members.loads().await?;
     report.row(
         "initial loads (cap ⌈1.05 × mean⌉)",
         format!("{} (cap {})", describe(&loads), cap(m, live.len())),
+    );
+    let lone = lone_mirrors(run, &fleet, args.lone_mirrors as usize, timeout).await?;
+    let m = m + lone.len();
+    report_latency(
+        &mut report,
+        "new-mirror latency, one at a time",
+        "lone_mirror_latency",
+        &lone,
+        "",
     );
     let uid_of = mirror_uids(run).await?;
     let mut version = 1;
@@ -355,35 +375,27 @@ pub async fn chaos(
 
     // Chaos: steady updates while members die, leave and freeze.
     let chaos = chaos_phase(cli, run, members, &fleet, args, &mut live, version).await?;
-    let s = summarize(&chaos.staleness);
-    report.row(
-        "chaos: replica staleness p50 / p95 / p99 / max",
-        format!(
-            "{:.3} / {:.3} / {:.3} / {:.3} s over {} updates",
-            s.p50,
-            s.p95,
-            s.p99,
-            s.max,
-            chaos.staleness.len()
-        ),
+    report_latency(
+        &mut report,
+        "chaos: replica staleness",
+        "chaos_staleness",
+        &chaos.staleness,
+        "updates",
     );
     report.row("chaos: actions", chaos.actions.join(", "));
     report.row("chaos: moves", describe(&chaos.moves));
-    report.set("chaos_staleness", s);
     report.set("chaos_actions", &chaos.actions);
     report.set("chaos_moves", &chaos.moves);
     report.set_latencies(chaos.staleness);
 
     let handovers = members.handover_seconds().await?;
-    let h = summarize(&handovers);
-    report.row(
-        "graceful handover (drain → new owner told) p50 / p99 / max",
-        format!(
-            "{:.3} / {:.3} / {:.3} s over {}",
-            h.p50, h.p99, h.max, h.count
-        ),
+    report_latency(
+        &mut report,
+        "graceful handover (drain → new owner told)",
+        "handover",
+        &handovers,
+        "",
     );
-    report.set("handover", h);
     report_members(&mut report, members).await?;
     Ok(report)
 }
@@ -533,6 +545,47 @@ async fn balanced(
     }
 }
 
+/// Creates `count` more mirrors one at a time, each with its own source,
+/// waiting for each to reach every target: the latency of a new mirror on a
+/// settled fleet (assignment, acquisition and the first reconcile).
+async fn lone_mirrors(
+    run: &Run,
+    fleet: &Fleet,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::new();
+    for i in 0..count {
+        let name = format!("lone{i:03}");
+        run.create_source(
+            &run.source(),
+            &name,
+            &[("mirror", &name), (RUN_LABEL, &run.id)],
+            1,
+        )
+        .await?;
+        let at = Instant::now();
+        run.create_mirror(&name, &fleet.targets, &[("mirror", &name)])
+            .await?;
+        while fleet.observer.missing(std::slice::from_ref(&name), 1) > 0 {
+            anyhow::ensure!(
+                at.elapsed() < timeout,
+                "mirror {name} never reached its targets"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let last = fleet
+            .targets
+            .iter()
+            .filter_map(|t| fleet.observer.first_seen(t, &name, 1))
+            .max()
+            .expect("seen");
+        latencies.push(last.saturating_duration_since(at).as_secs_f64());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(latencies)
+}
+
 /// Mirror name → UID.
 async fn mirror_uids(run: &Run) -> anyhow::Result<BTreeMap<String, String>> {
     let api = kube::Api::<kube::api::DynamicObject>::namespaced_with(
@@ -570,12 +623,13 @@ pub async fn scale(
     let fleet = fleet(cli, run, args.mirrors, args.targets).await?;
     let m = fleet.names.len();
     balanced(members, m, &live, Duration::from_secs(cli.timeout_seconds)).await?;
-    let s = summarize(&fleet.new_mirror_latencies);
-    report.row(
-        "new-mirror latency p50 / p99 / max",
-        format!("{:.3} / {:.3} / {:.3} s", s.p50, s.p99, s.max),
+    report_latency(
+        &mut report,
+        "new-mirror latency, all created at once",
+        "new_mirror_latency",
+        &fleet.new_mirror_latencies,
+        "",
     );
-    report.set("new_mirror_latency", s);
     let replicas = (m * fleet.targets.len()) as f64;
     let mut rates = Vec::new();
     for round in 0..args.rounds {
@@ -602,13 +656,15 @@ pub async fn scale(
             ),
         );
     }
-    let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
-    report.row(
-        "sustained update throughput",
-        format!("{mean:.1} replica updates/s with {} members", args.members),
-    );
-    report.set("throughput_per_second", mean);
-    report.set("rounds", &rates);
+    if !rates.is_empty() {
+        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+        report.row(
+            "sustained update throughput",
+            format!("{mean:.1} replica updates/s with {} members", args.members),
+        );
+        report.set("throughput_per_second", mean);
+        report.set("rounds", &rates);
+    }
     report_members(&mut report, members).await?;
     Ok(report)
 }
