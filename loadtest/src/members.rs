@@ -30,6 +30,8 @@ pub struct Members {
     admin: PgConnectOptions,
     pub pool: PgPool,
     running: BTreeMap<String, Process>,
+    /// Processes started so far (names each log uniquely across restarts).
+    started: usize,
     /// Processes SIGSTOPped and not yet continued.
     stopped: Vec<String>,
 }
@@ -80,16 +82,17 @@ impl Members {
             admin,
             pool,
             running: BTreeMap::new(),
+            started: 0,
             stopped: Vec::new(),
         })
     }
 
     /// Starts member `name` (again, after a crash or a leave: same name).
     pub fn start(&mut self, name: &str) -> anyhow::Result<()> {
+        self.started += 1;
         let log = self.out.join(format!(
             "member-{}-{name}-{}.log",
-            self.run_id,
-            self.running.len()
+            self.run_id, self.started
         ));
         let child = Command::new(&self.bin)
             .args(&self.args)

@@ -159,6 +159,7 @@ pub async fn run(
                 mirror_api(&ctx),
                 scope.clone(),
                 view.clone(),
+                ctx.replicas.clone(),
             );
             (owned.events, owned.catch_up)
         }

@@ -21,6 +21,7 @@ use crate::api::ConfigMirror;
 use crate::scope::Scope;
 use crate::shard::ShardView;
 use crate::shard::view::Owned;
+use crate::watches::replicas::ReplicaCache;
 
 type Event = Result<watcher::Event<ConfigMirror>, watcher::Error>;
 
@@ -48,6 +49,7 @@ pub fn start(
     api: Api<ConfigMirror>,
     scope: Scope,
     view: Arc<ShardView>,
+    replicas: Arc<ReplicaCache>,
 ) -> OwnedMirrors {
     let (events_tx, events_rx) = mpsc::channel(1024);
     let (catch_up_tx, catch_up_rx) = mpsc::unbounded_channel();
@@ -55,6 +57,7 @@ pub fn start(
         client,
         scope,
         view,
+        replicas,
         events: events_tx,
         catch_up: catch_up_tx,
         present: HashMap::new(),
@@ -116,6 +119,7 @@ struct Task {
     client: Client,
     scope: Scope,
     view: Arc<ShardView>,
+    replicas: Arc<ReplicaCache>,
     events: mpsc::Sender<Event>,
     catch_up: mpsc::UnboundedSender<ObjectRef<ConfigMirror>>,
     /// UID → reference of every mirror this stream has put in the store.
@@ -210,6 +214,21 @@ impl Task {
             complete,
             "fetched acquired mirrors"
         );
+        // Their replicas in a few lists rather than one per mirror's first
+        // reconcile (what a failover waits on); a failure here only means
+        // each reconcile lists its own.
+        if fetched.len() > 1 {
+            let uids: Vec<String> = fetched.iter().filter_map(|m| m.uid()).collect();
+            match self.replicas.ensure_loaded_all(&self.client, &uids).await {
+                Ok(()) => tracing::debug!(
+                    mirrors = uids.len(),
+                    "loaded the acquired mirrors' replicas"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading acquired mirrors' replicas failed; each reconcile lists its own")
+                }
+            }
+        }
         for m in fetched {
             // Still ours, and the very object assigned (not a namesake).
             if let Some((uid, r)) = self.admit(&m).filter(|(uid, _)| acquired.contains_key(uid)) {

@@ -16,6 +16,10 @@ use super::{Readiness, Trigger, TriggerSender};
 use crate::api::keys;
 use crate::plan::{ReplicaIndex, ReplicaMeta};
 
+/// Mirror UIDs per replica list when loading many (keeps the selector,
+/// and so the request line, to a few kilobytes).
+const LOAD_CHUNK: usize = 50;
+
 pub struct ReplicaCache {
     index: RwLock<ReplicaIndex>,
     ready: Readiness,
@@ -158,26 +162,50 @@ impl ReplicaCache {
         client: &Client,
         mirror_uid: &str,
     ) -> Result<(), kube::Error> {
+        self.ensure_loaded_all(client, &[mirror_uid.to_string()])
+            .await
+    }
+
+    /// `ensure_loaded` for many mirrors at once (a member acquiring a
+    /// failed member's share): one list per `LOAD_CHUNK` mirrors instead of
+    /// one per mirror.
+    pub async fn ensure_loaded_all(
+        &self,
+        client: &Client,
+        mirror_uids: &[String],
+    ) -> Result<(), kube::Error> {
         let Some(loaded) = &self.loaded else {
             return Ok(());
         };
         // Marked before the list: a watch event racing the list is kept too,
         // and the index keeps whichever version is newer.
-        if !loaded.lock().unwrap().insert(mirror_uid.to_string()) {
-            return Ok(());
-        }
-        let api: Api<ConfigMap> = Api::all(client.clone());
-        let selector = format!("{}={mirror_uid}", keys::MIRROR_UID);
-        let listed = match api.list(&ListParams::default().labels(&selector)).await {
-            Ok(l) => l,
-            Err(e) => {
-                loaded.lock().unwrap().remove(mirror_uid);
-                return Err(e);
-            }
+        let wanted: Vec<String> = {
+            let mut l = loaded.lock().unwrap();
+            mirror_uids
+                .iter()
+                .filter(|u| l.insert((*u).clone()))
+                .cloned()
+                .collect()
         };
-        let mut index = self.index.write().unwrap();
-        for cm in &listed.items {
-            index.observe(ReplicaMeta::from_configmap(cm));
+        let api: Api<ConfigMap> = Api::all(client.clone());
+        for (i, chunk) in wanted.chunks(LOAD_CHUNK).enumerate() {
+            let selector = format!("{} in ({})", keys::MIRROR_UID, chunk.join(","));
+            match api.list(&ListParams::default().labels(&selector)).await {
+                Ok(listed) => {
+                    let mut index = self.index.write().unwrap();
+                    for cm in &listed.items {
+                        index.observe(ReplicaMeta::from_configmap(cm));
+                    }
+                }
+                Err(e) => {
+                    // Not loaded after all: each reconcile tries again for its own.
+                    let mut l = loaded.lock().unwrap();
+                    for uid in &wanted[i * LOAD_CHUNK..] {
+                        l.remove(uid);
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }

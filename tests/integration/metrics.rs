@@ -146,7 +146,10 @@ async fn metrics_cover_the_dashboard_and_alerts_with_sane_values() {
         let m = op.metrics().await;
         (sample(&m, "configmirror_db_revisions_pruned_total", &[]).unwrap_or(0.0) >= 1.0
             && sample(&m, "configmirror_database_up", &[]) == Some(1.0)
-            && sample(&m, "configmirror_mirrors", &[]) == Some(1.0))
+            && sample(&m, "configmirror_mirrors", &[]) == Some(1.0)
+            // The update's reconcile counts once its status and rows are
+            // written, after the replicas the test waited for.
+            && sample(&m, "configmirror_reconcile_total", &["result=\"success\""]).unwrap_or(0.0) >= 2.0)
         .then_some(m)
     })
     .await;

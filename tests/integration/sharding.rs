@@ -187,6 +187,21 @@ async fn joins_leaves_crashes_and_a_coordinator_kill_move_only_what_must_and_nev
         "too few replica writes checked: {checked}"
     );
 
+    // Acquired mirrors' replicas were loaded in batches, and never failed to.
+    assert!(
+        live.iter().any(|n| shards
+            .get_ref(n)
+            .logged_contains("loaded the acquired mirrors' replicas")),
+        "no member batch-loaded the replicas of acquired mirrors"
+    );
+    for name in &live {
+        assert!(
+            !shards
+                .get_ref(name)
+                .logged_contains("loading acquired mirrors' replicas failed")
+        );
+    }
+
     // The sharding series the dashboard and alerts use, with sane values.
     let mut exposed = BTreeSet::new();
     let mut owned = 0.0;

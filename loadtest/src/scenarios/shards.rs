@@ -155,10 +155,15 @@ fn describe(map: &BTreeMap<String, i64>) -> String {
 /// A row "<label> p50 / p95 / p99 / max" and the summary under `key`.
 fn report_latency(report: &mut Report, label: &str, key: &str, values: &[f64], of: &str) {
     let s = summarize(values);
+    let of = if of.is_empty() {
+        String::new()
+    } else {
+        format!(" {of}")
+    };
     report.row(
         &format!("{label} p50 / p95 / p99 / max"),
         format!(
-            "{:.3} / {:.3} / {:.3} / {:.3} s ({} {of})",
+            "{:.3} / {:.3} / {:.3} / {:.3} s ({}{of})",
             s.p50, s.p95, s.p99, s.max, s.count
         ),
     );
