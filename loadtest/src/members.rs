@@ -13,7 +13,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::cli::Cli;
 use crate::cluster::Run;
-use crate::operator::{http_get, metric, wait_for_addresses};
+use crate::operator::{http_get, metric, rss_of, wait_for_addresses};
 
 struct Process {
     child: Child,
@@ -198,15 +198,7 @@ impl Members {
 
     /// Resident memory of a member, from /proc.
     pub fn rss(&self, name: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(name)?)).ok()?;
-        let kib: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
+        rss_of(self.pid(name)?)
     }
 
     /// Member → active mirrors it owns, from the assignments table.

@@ -46,6 +46,19 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
+/// Resident memory of a process, from /proc.
+pub(crate) fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
@@ -115,15 +128,7 @@ impl Operator {
     /// Resident memory in bytes.
     pub async fn rss(&self) -> Option<u64> {
         if let Some(pid) = self.pid {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let kib: u64 = status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            return Some(kib * 1024);
+            return rss_of(pid);
         }
         let (_, body) = http_get(self.metrics.as_ref()?).await?;
         metric(&body, "process_resident_memory_bytes").map(|v| v as u64)

@@ -87,6 +87,28 @@ impl Report {
         self.latencies = latencies;
     }
 
+    /// The row for the latencies set with `set_latencies`.
+    pub fn latency_row(&mut self) {
+        let text = percentiles(&self.latency);
+        self.row("latency p50 / p95 / p99 / max", text);
+    }
+
+    /// A row "<label> p50 / p95 / p99 / max" for `values` (with their count
+    /// and what they are), and their summary in the data under `key`.
+    pub fn summary_row(&mut self, label: &str, key: &str, values: &[f64], of: &str) {
+        let s = summarize(values);
+        let of = if of.is_empty() {
+            String::new()
+        } else {
+            format!(" {of}")
+        };
+        self.row(
+            &format!("{label} p50 / p95 / p99 / max"),
+            format!("{} ({}{of})", percentiles(&s), s.count),
+        );
+        self.set(key, s);
+    }
+
     /// Keeps at most ~500 points of the convergence curve.
     pub fn set_convergence(&mut self, points: Vec<(f64, usize)>) {
         let step = points.len().div_ceil(500).max(1);
@@ -203,4 +225,11 @@ fn convergence_plot(points: &[(f64, usize)], path: &Path, title: &str) -> anyhow
         .map_err(plot_error)?;
     root.present().map_err(plot_error)?;
     Ok(())
+}
+
+fn percentiles(s: &Summary) -> String {
+    format!(
+        "{:.3} / {:.3} / {:.3} / {:.3} s",
+        s.p50, s.p95, s.p99, s.max
+    )
 }

@@ -50,6 +50,23 @@ pub fn replica_annotations(
     ])
 }
 
+/// A replica's metadata: the source's name, our marks, nothing of the source's own.
+fn replica_meta(
+    mirror: &MirrorIdentity,
+    source: &SourceConfigMap,
+    namespace: &str,
+    resource_version: Option<String>,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(source.name.clone()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(replica_labels(mirror)),
+        annotations: Some(replica_annotations(mirror, source)),
+        resource_version,
+        ..Default::default()
+    }
+}
+
 /// The replica of `source` in `namespace`: same name, data, binaryData and
 /// immutable; the source's own labels and annotations are not copied. No
 /// ownerReferences: Kubernetes forbids them across namespaces.
@@ -61,14 +78,7 @@ pub fn desired_configmap(
 ) -> ConfigMap {
     let content = &source.content;
     ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(source.name.clone()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(replica_labels(mirror)),
-            annotations: Some(replica_annotations(mirror, source)),
-            resource_version,
-            ..Default::default()
-        },
+        metadata: replica_meta(mirror, source, namespace, resource_version),
         data: (!content.data.is_empty()).then(|| content.data.clone()),
         binary_data: (!content.binary_data.is_empty()).then(|| content.binary_data.clone()),
         immutable: content.immutable.then_some(true),
@@ -100,14 +110,7 @@ pub fn replica_body(
     let body = ReplicaBody {
         api_version: "v1",
         kind: "ConfigMap",
-        metadata: ObjectMeta {
-            name: Some(source.name.clone()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(replica_labels(mirror)),
-            annotations: Some(replica_annotations(mirror, source)),
-            resource_version,
-            ..Default::default()
-        },
+        metadata: replica_meta(mirror, source, namespace, resource_version),
         data: source.content_json.data.as_deref(),
         binary_data: source.content_json.binary_data.as_deref(),
         immutable: source.content.immutable.then_some(true),

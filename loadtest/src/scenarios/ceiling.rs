@@ -62,7 +62,7 @@ pub async fn observed_fanout(
 }
 
 /// Creates (namespace, name) ConfigMaps `run.concurrency` at a time.
-async fn create_all(run: &Run, names: &[(String, String)], what: &str) -> anyhow::Result<()> {
+pub async fn create_all(run: &Run, names: &[(String, String)], what: &str) -> anyhow::Result<()> {
     let bar = run.progress(names.len() as u64, what);
     let results: Vec<Result<(), kube::Error>> = futures::stream::iter(names.iter().cloned())
         .map(|(namespace, name)| {

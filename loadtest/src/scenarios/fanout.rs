@@ -30,13 +30,7 @@ pub async fn run(cli: &Cli, run: &Run, op: &Operator, args: &FanoutArgs) -> anyh
     report.row("converged after", seconds(fo.converged_after));
     let latencies = fo.observer.latencies(&fo.source, 1, fo.started);
     report.set_latencies(latencies);
-    report.row(
-        "latency p50 / p95 / p99 / max",
-        format!(
-            "{:.3} / {:.3} / {:.3} / {:.3} s",
-            report.latency.p50, report.latency.p95, report.latency.p99, report.latency.max
-        ),
-    );
+    report.latency_row();
     report.row("fan-out throughput", format!("{throughput:.0} replicas/s"));
     report.row(
         "ceiling, one namespace (same client, same run)",

@@ -91,13 +91,7 @@ pub async fn run(
         .flat_map(|s| observer.latencies(s, 1, started))
         .collect();
     report.set_latencies(latencies);
-    report.row(
-        "latency p50 / p95 / p99 / max",
-        format!(
-            "{:.3} / {:.3} / {:.3} / {:.3} s",
-            report.latency.p50, report.latency.p95, report.latency.p99, report.latency.max
-        ),
-    );
+    report.latency_row();
     report.set("converged_seconds", converged);
     report.set_convergence(observer.convergence(&sources, 1, started));
     report_writes(&mut report, &cursor, op, run, total as f64, "replica");

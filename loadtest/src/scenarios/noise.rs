@@ -4,11 +4,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
-
 use crate::cli::{Cli, NoiseArgs};
 use crate::cluster::Run;
 use crate::operator::Operator;
@@ -30,38 +25,18 @@ pub async fn run(cli: &Cli, run: &Run, op: &Operator, args: &NoiseArgs) -> anyho
     let elsewhere = run.name("noise");
     run.create_namespaces(std::slice::from_ref(&elsewhere))
         .await?;
-    let bar = run.progress(u64::from(args.configmaps), "unselected ConfigMaps");
-    let (source_ns, client, payload) = (run.source(), run.client.clone(), run.payload.clone());
-    let results: Vec<Result<(), kube::Error>> = futures::stream::iter(0..args.configmaps)
+    // Half in the source namespace (no label any mirror selects), half elsewhere.
+    let names: Vec<(String, String)> = (0..args.configmaps)
         .map(|i| {
-            // Half in the source namespace (no matching label), half elsewhere.
             let ns = if i % 2 == 0 {
-                source_ns.clone()
+                run.source()
             } else {
                 elsewhere.clone()
             };
-            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-            let cm = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(format!("noise-{i:06}")),
-                    labels: Some([("noise".to_string(), "true".to_string())].into()),
-                    ..Default::default()
-                },
-                data: Some([("payload".to_string(), payload.clone())].into()),
-                ..Default::default()
-            };
-            let bar = bar.clone();
-            async move {
-                api.create(&PostParams::default(), &cm).await?;
-                bar.inc(1);
-                Ok(())
-            }
+            (ns, format!("noise-{i:06}"))
         })
-        .buffer_unordered(run.concurrency)
-        .collect()
-        .await;
-    bar.finish_and_clear();
-    results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        .collect();
+    super::ceiling::create_all(run, &names, "unselected ConfigMaps").await?;
     tokio::time::sleep(Duration::from_secs(args.settle_seconds)).await;
     let after = op.rss().await;
 

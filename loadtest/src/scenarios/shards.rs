@@ -19,7 +19,6 @@ use crate::cluster::{RUN_LABEL, Run};
 use crate::members::Members;
 use crate::observe::Observer;
 use crate::report::Report;
-use crate::stats::summarize;
 
 use super::seconds;
 
@@ -152,24 +151,6 @@ fn describe(map: &BTreeMap<String, i64>) -> String {
         .join(", ")
 }
 
-/// A row "<label> p50 / p95 / p99 / max" and the summary under `key`.
-fn report_latency(report: &mut Report, label: &str, key: &str, values: &[f64], of: &str) {
-    let s = summarize(values);
-    let of = if of.is_empty() {
-        String::new()
-    } else {
-        format!(" {of}")
-    };
-    report.row(
-        &format!("{label} p50 / p95 / p99 / max"),
-        format!(
-            "{:.3} / {:.3} / {:.3} / {:.3} s ({}{of})",
-            s.p50, s.p95, s.p99, s.max, s.count
-        ),
-    );
-    report.set(key, s);
-}
-
 /// Loads, coordinator, memory and fences of the members now.
 async fn report_members(report: &mut Report, members: &Members) -> anyhow::Result<()> {
     let loads = members.loads().await?;
@@ -257,8 +238,7 @@ pub async fn chaos(
     let fleet = fleet(cli, run, args.mirrors, args.targets).await?;
     let m = fleet.names.len();
     settled(members, m, &live, timeout).await?;
-    report_latency(
-        &mut report,
+    report.summary_row(
         "new-mirror latency, all created at once",
         "new_mirror_latency",
         &fleet.new_mirror_latencies,
@@ -271,8 +251,7 @@ pub async fn chaos(
     );
     let lone = lone_mirrors(run, &fleet, args.lone_mirrors as usize, timeout).await?;
     let m = m + lone.len();
-    report_latency(
-        &mut report,
+    report.summary_row(
         "new-mirror latency, one at a time",
         "lone_mirror_latency",
         &lone,
@@ -380,8 +359,7 @@ pub async fn chaos(
 
     // Chaos: steady updates while members die, leave and freeze.
     let chaos = chaos_phase(cli, run, members, &fleet, args, &mut live, version).await?;
-    report_latency(
-        &mut report,
+    report.summary_row(
         "chaos: replica staleness",
         "chaos_staleness",
         &chaos.staleness,
@@ -394,8 +372,7 @@ pub async fn chaos(
     report.set_latencies(chaos.staleness);
 
     let handovers = members.handover_seconds().await?;
-    report_latency(
-        &mut report,
+    report.summary_row(
         "graceful handover (drain → new owner told)",
         "handover",
         &handovers,
@@ -628,8 +605,7 @@ pub async fn scale(
     let fleet = fleet(cli, run, args.mirrors, args.targets).await?;
     let m = fleet.names.len();
     balanced(members, m, &live, Duration::from_secs(cli.timeout_seconds)).await?;
-    report_latency(
-        &mut report,
+    report.summary_row(
         "new-mirror latency, all created at once",
         "new_mirror_latency",
         &fleet.new_mirror_latencies,

@@ -72,13 +72,7 @@ pub async fn run(
     report.row("targets", args.targets);
     report.row("source updates", format!("{count} at {:.1}/s", args.rate));
     report.set_latencies(latencies);
-    report.row(
-        "latency p50 / p95 / p99 / max",
-        format!(
-            "{:.3} / {:.3} / {:.3} / {:.3} s",
-            report.latency.p50, report.latency.p95, report.latency.p99, report.latency.max
-        ),
-    );
+    report.latency_row();
     report.row("last update fully replicated after", seconds(behind));
     report.row(
         "ceiling (same client, same run)",
