@@ -1,6 +1,7 @@
 //! A private control plane, started by the project's own script with its own
 //! state directory, for tests that must do what would disturb everyone else
-//! on the shared cluster (deleting the CRD, owning it through Helm).
+//! on the shared cluster (deleting the CRD, owning it through Helm). It runs
+//! no node (`CONFIGMIRROR_NODE=0`): no pod ever starts in it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +30,7 @@ impl PrivateCluster {
         let out = Command::new(script())
             .arg("up")
             .env("CONFIGMIRROR_CLUSTER_DIR", dir.path())
+            .env("CONFIGMIRROR_NODE", "0")
             .output()
             .expect("deploy/local/cluster up");
         assert!(
@@ -49,6 +51,7 @@ impl Drop for PrivateCluster {
         let _ = Command::new(script())
             .arg("down")
             .env("CONFIGMIRROR_CLUSTER_DIR", self.dir.path())
+            .env("CONFIGMIRROR_NODE", "0")
             .output();
     }
 }
