@@ -33,6 +33,9 @@ pub enum Command {
     Crdgen,
     /// Apply the database migrations and exit.
     Migrate(MigrateArgs),
+    /// Check a running release (what `helm test` runs): every operator pod
+    /// is ready and every ConfigMirror names its member.
+    Check(CheckArgs),
 }
 
 /// The operator's own database.
@@ -75,6 +78,41 @@ pub struct MigrateArgs {
     /// Needed with --database-secret.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Path to a kubeconfig; in-cluster configuration when absent.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The namespace of the operator's pods.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "configmirror-system")]
+    pub namespace: String,
+
+    /// Label selector of the operator's pods (e.g. `app.kubernetes.io/instance=cm,app.kubernetes.io/name=configmirror-operator`).
+    #[arg(long)]
+    pub selector: String,
+
+    /// The port of the pods' /readyz (their --health-probe-bind-address).
+    #[arg(long, default_value_t = 8081)]
+    pub health_port: u16,
+
+    /// Comma-separated namespaces whose ConfigMirrors are checked; all when empty.
+    #[arg(long, value_delimiter = ',')]
+    pub watch_namespace: Vec<String>,
+
+    /// The operator runs with --sharding: each mirror's status.shard.member must name one of the pods.
+    #[arg(long)]
+    pub sharding: bool,
+
+    /// Failing checks are retried for this long before the check fails.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_seconds: u64,
+
+    /// Seconds between attempts.
+    #[arg(long, default_value_t = 3)]
+    pub interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -389,6 +427,33 @@ mod tests {
         assert_eq!(a.database_secret_namespaces, ["shared", "platform"]);
         let bad = parse(&["--database-secret", "no-slash"]);
         assert!(bad.database.default_database().is_err());
+    }
+
+    #[test]
+    fn check_flags_parse() {
+        let all = [
+            "configmirror",
+            "check",
+            "--namespace",
+            "cm",
+            "--selector",
+            "app=x",
+            "--watch-namespace",
+            "a,b",
+            "--sharding",
+            "--timeout-seconds",
+            "30",
+        ];
+        let Command::Check(c) = Cli::try_parse_from(all).unwrap().command else {
+            panic!("not check")
+        };
+        assert_eq!(c.namespace, "cm");
+        assert_eq!(c.selector, "app=x");
+        assert_eq!(c.health_port, 8081);
+        assert_eq!(c.watch_namespace, ["a", "b"]);
+        assert!(c.sharding);
+        assert_eq!(c.timeout_seconds, 30);
+        assert!(Cli::try_parse_from(["configmirror", "check"]).is_err());
     }
 
     #[test]

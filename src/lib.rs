@@ -2,9 +2,10 @@
 //!
 //! Modules follow the design: `api` (the CRD), `plan` (pure planning),
 //! `reconcile` (the controller), `watches` (narrow caches), `scope` (which
-//! mirrors this process owns), `telemetry`, `config`, and the run modes.
+//! mirrors this process owns), `telemetry`, `config`, the run modes, and `check` (what `helm test` runs).
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod kubeclient;
 pub mod leader;
