@@ -36,6 +36,9 @@ pub enum Command {
     /// Check a running release (what `helm test` runs): every operator pod
     /// is ready and every ConfigMirror names its member.
     Check(CheckArgs),
+    /// Before a helm upgrade or rollback: when the release changes mode
+    /// (leader election and sharding), stop the old mode's pods first.
+    PrepareUpgrade(PrepareUpgradeArgs),
 }
 
 /// The operator's own database.
@@ -113,6 +116,30 @@ pub struct CheckArgs {
     /// Seconds between attempts.
     #[arg(long, default_value_t = 3)]
     pub interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PrepareUpgradeArgs {
+    /// Path to a kubeconfig; in-cluster configuration when absent.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The namespace of the operator's StatefulSet.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "configmirror-system")]
+    pub namespace: String,
+
+    /// The operator's StatefulSet.
+    #[arg(long)]
+    pub statefulset: String,
+
+    /// The mode the upgrade brings.
+    #[arg(long, value_enum)]
+    pub mode: crate::upgrade::Mode,
+
+    /// How long the old mode's pods may take to go; past it the StatefulSet
+    /// is scaled back and the command fails (so does the upgrade).
+    #[arg(long, default_value_t = 120)]
+    pub timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]

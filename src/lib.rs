@@ -2,7 +2,8 @@
 //!
 //! Modules follow the design: `api` (the CRD), `plan` (pure planning),
 //! `reconcile` (the controller), `watches` (narrow caches), `scope` (which
-//! mirrors this process owns), `telemetry`, `config`, the run modes, and `check` (what `helm test` runs).
+//! mirrors this process owns), `telemetry`, `config`, the run modes, `check`
+//! (what `helm test` runs) and `upgrade` (what runs before `helm upgrade`).
 
 pub mod api;
 pub mod check;
@@ -16,6 +17,7 @@ pub mod scope;
 pub mod shard;
 pub mod store;
 pub mod telemetry;
+pub mod upgrade;
 pub mod watches;
 
 /// The crate version, stamped into the user agent and `--version`.

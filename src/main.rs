@@ -7,6 +7,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => configmirror::run::run(*args).await,
         Command::Migrate(args) => configmirror::run::migrate(args).await,
         Command::Check(args) => configmirror::check::run(args).await,
+        Command::PrepareUpgrade(args) => Ok(configmirror::upgrade::run(args).await?),
         Command::Crdgen => {
             print!("{}", configmirror::api::crd_yaml());
             Ok(())

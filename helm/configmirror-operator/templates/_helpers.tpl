@@ -140,3 +140,17 @@ app.kubernetes.io/component: test
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: configmirror
 {{- end -}}
+
+{{/* The pre-upgrade hook's objects (configmirror prepare-upgrade). */}}
+{{- define "configmirror.upgradeName" -}}
+{{- printf "%s-prepare-upgrade" (include "configmirror.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "configmirror.upgradeLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "configmirror.name" . }}-prepare-upgrade
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: upgrade
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: configmirror
+{{- end -}}
