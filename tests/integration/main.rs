@@ -17,6 +17,7 @@ mod leader;
 mod lifecycle;
 mod metrics;
 mod persistence;
+mod pods;
 mod replication;
 mod rest;
 mod sharding;

@@ -12,7 +12,7 @@ use crate::support::eventually;
 use crate::support::k8s::*;
 use crate::support::postgres::PrivatePostgres;
 use crate::support::scenario::Scenario;
-use crate::support::shard::{Shards, loads, mirrors, replicated};
+use crate::support::shard::{Shards, loads, mirrors, ownership_intervals, replicated};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -271,33 +271,6 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// mirror UID → [(member, owned from, owned until)] from assignment_history.
-/// A member owns a mirror from the row that gives it to them (new,
-/// failover, handover) until the row that gives it to someone else
-/// (handover, failover); while draining it still owns it.
-async fn ownership_intervals(
-    pool: &sqlx::PgPool,
-) -> HashMap<String, Vec<(String, f64, Option<f64>)>> {
-    let rows: Vec<(String, String, String, f64)> = sqlx::query_as(
-        "SELECT mirror_uid, member, reason, EXTRACT(EPOCH FROM recorded_at)::float8 FROM assignment_history ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let mut spans: HashMap<String, Vec<(String, f64, Option<f64>)>> = HashMap::new();
-    for (uid, member, reason, at) in rows {
-        if reason == "drain" {
-            continue;
-        }
-        let list = spans.entry(uid).or_default();
-        if let Some(last) = list.last_mut() {
-            last.2 = Some(at);
-        }
-        list.push((member, at, None));
-    }
-    spans
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@ pub struct AuditEvent {
     #[serde(default)]
     pub object_ref: ObjectRef,
     #[serde(default)]
+    pub user: User,
+    #[serde(default)]
     pub response_status: ResponseStatus,
     /// When the request completed, seconds since the epoch.
     #[serde(default, deserialize_with = "timestamp")]
@@ -38,6 +40,27 @@ pub struct ObjectRef {
     pub name: String,
     #[serde(default)]
     pub subresource: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct User {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl AuditEvent {
+    /// The UID of the pod whose ServiceAccount token made the request: one
+    /// process incarnation, where the user agent names only the member
+    /// (which a restarted pod keeps).
+    pub fn pod_uid(&self) -> Option<&str> {
+        self.user
+            .extra
+            .get("authentication.kubernetes.io/pod-uid")?
+            .first()
+            .map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -64,15 +64,7 @@ impl Shards {
 
     /// mirror UID → (member, state, epoch).
     pub async fn assignments(&self) -> HashMap<String, (String, String, i64)> {
-        sqlx::query_as::<_, (String, String, String, i64)>(
-            "SELECT mirror_uid, member, state, epoch FROM assignments",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(u, m, s, e)| (u, (m, s, e)))
-        .collect()
+        assignments(&self.pool).await
     }
 
     /// Ownership changes recorded so far: (uid, member, reason).
@@ -84,31 +76,15 @@ impl Shards {
     }
 
     /// Waits until every mirror in `uids` is actively owned by one of
-    /// `live`, nothing is draining, and no member is above the cap (a
-    /// balanced state); returns the owners.
+    /// `live`, nothing is draining, and no member is above the cap; returns
+    /// the owners.
     pub async fn settled(
         &self,
         uids: &[String],
         live: &[&str],
         timeout: Duration,
     ) -> HashMap<String, String> {
-        let cap = (1.05 * uids.len() as f64 / live.len() as f64).ceil() as usize;
-        eventually(
-            &format!("assignments settled on {live:?}"),
-            timeout,
-            || async {
-                let a = self.assignments().await;
-                let ok = uids.len() == a.len()
-                    && uids.iter().all(|u| {
-                        a.get(u)
-                            .is_some_and(|(m, st, _)| st == "active" && live.contains(&m.as_str()))
-                    });
-                let owners: HashMap<String, String> =
-                    a.into_iter().map(|(u, (m, _, _))| (u, m)).collect();
-                (ok && loads(&owners).values().all(|l| *l <= cap)).then_some(owners)
-            },
-        )
-        .await
+        settled(&self.pool, uids, live, timeout).await
     }
 
     pub async fn coordinator(&self) -> (i64, String) {
@@ -196,6 +172,74 @@ pub async fn replicated(s: &Scenario, n: usize, v: &str, timeout: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// mirror UID → (member, state, epoch), from a coordination database.
+pub async fn assignments(pool: &PgPool) -> HashMap<String, (String, String, i64)> {
+    sqlx::query_as::<_, (String, String, String, i64)>(
+        "SELECT mirror_uid, member, state, epoch FROM assignments",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+    .into_iter()
+    .map(|(u, m, s, e)| (u, (m, s, e)))
+    .collect()
+}
+
+/// Waits until every mirror in `uids` is actively owned by one of `live`,
+/// nothing is draining, and no member is above the cap (a balanced state);
+/// returns the owners.
+pub async fn settled(
+    pool: &PgPool,
+    uids: &[String],
+    live: &[&str],
+    timeout: Duration,
+) -> HashMap<String, String> {
+    let cap = (1.05 * uids.len() as f64 / live.len() as f64).ceil() as usize;
+    eventually(
+        &format!("assignments settled on {live:?}"),
+        timeout,
+        || async {
+            let a = assignments(pool).await;
+            let ok = uids.len() == a.len()
+                && uids.iter().all(|u| {
+                    a.get(u)
+                        .is_some_and(|(m, st, _)| st == "active" && live.contains(&m.as_str()))
+                });
+            let owners: HashMap<String, String> =
+                a.into_iter().map(|(u, (m, _, _))| (u, m)).collect();
+            (ok && loads(&owners).values().all(|l| *l <= cap)).then_some(owners)
+        },
+    )
+    .await
+}
+
+/// mirror UID → [(member, owned from, owned until)] from assignment_history.
+/// A member owns a mirror from the row that gives it to them (new,
+/// failover, handover) until the row that gives it to someone else
+/// (handover, failover); while draining it still owns it.
+pub async fn ownership_intervals(
+    pool: &PgPool,
+) -> HashMap<String, Vec<(String, f64, Option<f64>)>> {
+    let rows: Vec<(String, String, String, f64)> = sqlx::query_as(
+        "SELECT mirror_uid, member, reason, EXTRACT(EPOCH FROM recorded_at)::float8 FROM assignment_history ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut spans: HashMap<String, Vec<(String, f64, Option<f64>)>> = HashMap::new();
+    for (uid, member, reason, at) in rows {
+        if reason == "drain" {
+            continue;
+        }
+        let list = spans.entry(uid).or_default();
+        if let Some(last) = list.last_mut() {
+            last.2 = Some(at);
+        }
+        list.push((member, at, None));
+    }
+    spans
 }
 
 pub fn loads(owners: &HashMap<String, String>) -> BTreeMap<String, usize> {

@@ -1,0 +1,302 @@
+//! Rendering the chart with no cluster: it lints, renders what the values
+//! ask for (and nothing they do not), locked down and least-privileged, its
+//! CRD, dashboard and alerts are the repository's, and its schema rejects
+//! bad values clearly.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::{
+    CRD, OPERATOR, POSTGRESQL, TEST, UPGRADE, documents, find, has_flag, hook, kinds, named,
+    operator_args, secret_data, try_named,
+};
+use crate::support::helm::{chart, helm, helm_ok};
+
+fn all_features() -> String {
+    chart()
+        .join("ci/all-features-values.yaml")
+        .display()
+        .to_string()
+}
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+#[test]
+fn the_chart_lints_and_renders_with_defaults_and_with_every_feature() {
+    let c = chart().display().to_string();
+    helm_ok(None, &["lint", &c]);
+    helm_ok(None, &["lint", &c, "-f", &all_features()]);
+    let postgresql_values = chart()
+        .join("ci/postgresql-values.yaml")
+        .display()
+        .to_string();
+    helm_ok(None, &["lint", &c, "-f", &postgresql_values]);
+
+    let defaults = documents(&helm_ok(
+        None,
+        &["template", "r", &c, "-n", "configmirror-system"],
+    ));
+    // The release's own resources; hooks are not among them (Helm creates
+    // them at their moment and deletes them after: hooks.rs).
+    let resources: Vec<serde_yaml::Value> = defaults
+        .iter()
+        .filter(|d| hook(d).is_none())
+        .cloned()
+        .collect();
+    let k = kinds(&resources);
+    for kind in [
+        "StatefulSet",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Secret",
+        "CustomResourceDefinition",
+    ] {
+        assert!(k.contains(kind), "{kind} missing by default: {k:?}");
+    }
+    // No bare pod or job: those run only as hooks.
+    assert!(!k.contains("Pod") && !k.contains("Job"), "{k:?}");
+    assert_eq!(hook(named(&defaults, "Pod", TEST)), Some("test"));
+    assert_eq!(
+        hook(named(&defaults, "Job", UPGRADE)),
+        Some("pre-upgrade,pre-rollback")
+    );
+    let k = kinds(&defaults);
+    for kind in [
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
+        assert!(!k.contains(kind), "{kind} rendered by default");
+    }
+    // One replica: leader election all the same (scaling later is safe),
+    // with the chart's PostgreSQL as its database.
+    let args = operator_args(&defaults);
+    assert!(has_flag(&args, "--leader-elect"), "{args:?}");
+    assert!(!has_flag(&args, "--sharding"), "{args:?}");
+    named(&defaults, "StatefulSet", POSTGRESQL);
+    named(&defaults, "Secret", POSTGRESQL);
+    assert_eq!(
+        named(&defaults, "StatefulSet", OPERATOR)["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/configmirror/configmirror:0.1.0"
+    );
+
+    // The chart's PostgreSQL with its settings changed renders them.
+    let custom = documents(&helm_ok(
+        None,
+        &[
+            "template",
+            "r",
+            &c,
+            "-n",
+            "configmirror-system",
+            "-f",
+            &postgresql_values,
+        ],
+    ));
+    let pg = named(&custom, "StatefulSet", POSTGRESQL);
+    assert_eq!(
+        pg["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/postgres:15.10@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
+    let claim = &pg["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(claim["storageClassName"], "fast-ssd");
+    assert_eq!(claim["accessModes"][0], "ReadWriteOncePod");
+    assert_eq!(claim["resources"]["requests"]["storage"], "20Gi");
+    assert_eq!(
+        pg["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
+        "Delete"
+    );
+    let url = &secret_data(named(&custom, "Secret", POSTGRESQL))["url"];
+    assert!(
+        url.starts_with("postgres://mirror:")
+            && url.ends_with(
+                "@r-configmirror-operator-postgresql.configmirror-system.svc:5432/mirrors"
+            ),
+        "{url}"
+    );
+    let policy = serde_yaml::to_string(named(&custom, "NetworkPolicy", POSTGRESQL)).unwrap();
+    assert!(
+        policy.contains("app.kubernetes.io/name: configmirror-operator\n"),
+        "only the operator reaches PostgreSQL: {policy}"
+    );
+    let operator_policy = serde_yaml::to_string(named(&custom, "NetworkPolicy", OPERATOR)).unwrap();
+    for allowed in [
+        "app.kubernetes.io/name: configmirror-operator-test",
+        "app.kubernetes.io/name: configmirror-operator-postgresql",
+    ] {
+        assert!(
+            operator_policy.contains(allowed),
+            "{allowed} not in {operator_policy}"
+        );
+    }
+
+    // Every feature on, with the monitoring APIs present.
+    let all = documents(&helm_ok(
+        None,
+        &[
+            "template",
+            "r",
+            &c,
+            "-n",
+            "configmirror-system",
+            "-f",
+            &all_features(),
+            "--api-versions",
+            "monitoring.coreos.com/v1/ServiceMonitor",
+            "--api-versions",
+            "monitoring.coreos.com/v1/PrometheusRule",
+        ],
+    ));
+    let k = kinds(&all);
+    for kind in [
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "ConfigMap",
+    ] {
+        assert!(
+            k.contains(kind),
+            "{kind} missing with every feature on: {k:?}"
+        );
+    }
+    let sts = named(&all, "StatefulSet", OPERATOR);
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert!(
+        try_named(&all, "StatefulSet", POSTGRESQL).is_none(),
+        "a database of the user's turns the chart's PostgreSQL off"
+    );
+    let args =
+        serde_yaml::to_string(&sts["spec"]["template"]["spec"]["containers"][0]["args"]).unwrap();
+    assert!(
+        !args.contains("--leader-elect"),
+        "sharding replaces leader election"
+    );
+    for flag in [
+        "--sharding",
+        "--coordinator-lease=r-configmirror-operator-coordinator",
+        "--leave-grace-seconds=30",
+        "--watch-namespace=team-a,team-b",
+        "--adopt-reference-replicas",
+        "--database-secret-namespaces=platform-db",
+        "--revision-max-age=90d",
+    ] {
+        assert!(args.contains(flag), "{flag} not in {args}");
+    }
+    // Without the monitoring APIs, their objects are left out: the chart installs on a bare cluster.
+    let bare = kinds(&documents(&helm_ok(
+        None,
+        &["template", "r", &c, "-f", &all_features()],
+    )));
+    assert!(!bare.contains("ServiceMonitor") && !bare.contains("PrometheusRule"));
+
+    // Security context: non-root, read-only root, no capabilities, RuntimeDefault seccomp.
+    let pod = &sts["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0]["securityContext"];
+    assert_eq!(container["readOnlyRootFilesystem"], true);
+    assert_eq!(container["allowPrivilegeEscalation"], false);
+    assert_eq!(container["capabilities"]["drop"][0], "ALL");
+    assert_eq!(
+        pod["containers"][0]["livenessProbe"]["httpGet"]["path"],
+        "/healthz"
+    );
+    assert_eq!(
+        pod["containers"][0]["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+
+    // Least privilege: no Secret access cluster-wide; Secrets only per listed namespace.
+    for cluster_role in all.iter().filter(|d| d["kind"] == "ClusterRole") {
+        let cluster_role = serde_yaml::to_string(cluster_role).unwrap();
+        assert!(
+            !cluster_role.contains("secrets"),
+            "cluster-wide Secret access: {cluster_role}"
+        );
+    }
+    let secret_roles: BTreeSet<String> = all
+        .iter()
+        .filter(|d| {
+            d["kind"] == "Role"
+                && serde_yaml::to_string(&d["rules"])
+                    .unwrap()
+                    .contains("secrets")
+        })
+        .map(|d| d["metadata"]["namespace"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        secret_roles,
+        BTreeSet::from(["team-a".into(), "team-b".into(), "platform-db".into()])
+    );
+
+    // The CRD template is crds/ exactly, plus the keep policy; the chart's
+    // dashboard and alert files are deploy/'s.
+    assert_eq!(
+        repo_file("helm/configmirror-operator/files/crd.yaml"),
+        repo_file("crds/configmirror.yaml")
+    );
+    assert_eq!(
+        repo_file("helm/configmirror-operator/files/dashboard.json"),
+        repo_file("deploy/grafana/configmirror-dashboard.json")
+    );
+    assert_eq!(
+        repo_file("helm/configmirror-operator/files/alerts.yaml"),
+        repo_file("deploy/prometheus/configmirror-alerts.yaml")
+    );
+    let mut rendered_crd = find(&defaults, "CustomResourceDefinition").clone();
+    assert_eq!(
+        rendered_crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    rendered_crd["metadata"] = serde_yaml::from_str(&format!("name: {CRD}")).unwrap();
+    let committed: serde_yaml::Value =
+        serde_yaml::from_str(&repo_file("crds/configmirror.yaml")).unwrap();
+    assert!(
+        rendered_crd == committed,
+        "the chart's CRD differs from crds/configmirror.yaml"
+    );
+    assert!(
+        !chart().join("crds").exists(),
+        "a crds/ folder would never be upgraded by Helm"
+    );
+}
+
+#[test]
+fn the_values_schema_rejects_bad_values_clearly() {
+    let c = chart().display().to_string();
+    for (set, field) in [
+        ("replicaCount=three", "/replicaCount"),
+        ("replicaCount=0", "/replicaCount"),
+        ("operator.logFormat=xml", "/operator/logFormat"),
+        ("database.revisionMaxAge=soon", "/database/revisionMaxAge"),
+        ("replicas=3", "replicas"),
+        ("sharding.enabled=yes", "/sharding/enabled"),
+        (
+            "postgresql.persistentVolumeClaimRetentionPolicy.whenDeleted=Keep",
+            "/postgresql/persistentVolumeClaimRetentionPolicy/whenDeleted",
+        ),
+        (
+            "postgresql.auth.username=Bad-Name",
+            "/postgresql/auth/username",
+        ),
+    ] {
+        let r = helm(None, &["template", "r", &c, "--set", set]);
+        assert!(!r.ok, "{set} was accepted");
+        assert!(
+            r.stderr.contains("schema") && r.stderr.contains(field),
+            "{set}: {}",
+            r.stderr
+        );
+    }
+}
