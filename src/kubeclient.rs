@@ -65,6 +65,18 @@ pub async fn load_config(kubeconfig: Option<&PathBuf>) -> Result<Config, Error> 
     }
 }
 
+/// The client of a one-shot subcommand (`check`, `prepare-upgrade`), whose
+/// user agent names it as the member.
+pub async fn for_command(kubeconfig: Option<PathBuf>, command: &str) -> Result<Client, Error> {
+    build(&ClientOptions {
+        kubeconfig,
+        user_agent: user_agent(command),
+        qps: 0.0,
+        burst: 10,
+    })
+    .await
+}
+
 pub async fn build(options: &ClientOptions) -> Result<Client, Error> {
     let mut config = load_config(options.kubeconfig.as_ref()).await?;
     with_user_agent(&mut config, &options.user_agent)?;

@@ -17,7 +17,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
 use crate::config::PrepareUpgradeArgs;
-use crate::kubeclient::{self, ClientOptions};
+use crate::kubeclient;
 
 /// How the operator's pods run, as the chart's arguments say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,13 +79,7 @@ pub enum Error {
 
 /// `configmirror prepare-upgrade`.
 pub async fn run(args: PrepareUpgradeArgs) -> Result<(), Error> {
-    let client = kubeclient::build(&ClientOptions {
-        kubeconfig: args.kubeconfig.clone(),
-        user_agent: kubeclient::user_agent("prepare-upgrade"),
-        qps: 0.0,
-        burst: 10,
-    })
-    .await?;
+    let client = kubeclient::for_command(args.kubeconfig.clone(), "prepare-upgrade").await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &args.namespace);
     let kube_err = |source| Error::Kube {
         name: args.statefulset.clone(),

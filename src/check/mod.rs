@@ -20,7 +20,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::api::ConfigMirror;
 use crate::config::CheckArgs;
-use crate::kubeclient::{self, ClientOptions};
+use crate::kubeclient;
 
 mod report;
 #[cfg(test)]
@@ -38,13 +38,7 @@ pub fn readyz_url(ip: &str, port: u16) -> Result<String, String> {
 
 /// `configmirror check`.
 pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let client = kubeclient::build(&ClientOptions {
-        kubeconfig: args.kubeconfig.clone(),
-        user_agent: kubeclient::user_agent("check"),
-        qps: 0.0,
-        burst: 10,
-    })
-    .await?;
+    let client = kubeclient::for_command(args.kubeconfig.clone(), "check").await?;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<String>();
     let timeout = Duration::from_secs(args.timeout_seconds);

@@ -12,7 +12,7 @@ use crate::support::eventually;
 use crate::support::k8s::*;
 use crate::support::postgres::PrivatePostgres;
 use crate::support::scenario::Scenario;
-use crate::support::shard::{Shards, loads, mirrors, ownership_intervals, replicated};
+use crate::support::shard::{Shards, assert_writes_within_ownership, loads, mirrors, replicated};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -143,45 +143,9 @@ async fn joins_leaves_crashes_and_a_coordinator_kill_move_only_what_must_and_nev
     // that moment: every replica write by member X on mirror M's replicas
     // happened while X owned M (by the history's times).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let intervals = ownership_intervals(&shards.pool).await;
-    let names: HashMap<String, String> = (0..m)
-        .map(|i| (format!("m{i:04}"), uids[i].clone()))
-        .collect();
-    let mut checked = 0;
-    for e in audit
-        .events()
-        .into_iter()
-        .filter(|e| e.accepted() && e.object_ref.resource == "configmaps")
-    {
-        let Some(member) = e
-            .user_agent
-            .rsplit("member/")
-            .next()
-            .filter(|_| e.user_agent.starts_with("configmirror/"))
-        else {
-            continue;
-        };
-        let Some(uid) = names.get(&e.object_ref.name) else {
-            continue;
-        };
-        if !s.target_names().contains(&e.object_ref.namespace.as_str()) {
-            continue;
-        }
-        let at = e.stage_timestamp.expect("audit events carry a time");
-        let owned = intervals.get(uid).is_some_and(|spans| {
-            spans
-                .iter()
-                .any(|(who, from, to)| who == member && *from <= at && to.is_none_or(|t| at <= t))
-        });
-        assert!(
-            owned,
-            "{member} wrote {}/{} at {at} without owning it: {:?}",
-            e.object_ref.namespace,
-            e.object_ref.name,
-            intervals.get(uid)
-        );
-        checked += 1;
-    }
+    let checked =
+        assert_writes_within_ownership(&audit.events(), &shards.pool, &uids, &s.target_names())
+            .await;
     assert!(
         checked >= m * 4,
         "too few replica writes checked: {checked}"

@@ -51,6 +51,15 @@ pub struct User {
 }
 
 impl AuditEvent {
+    /// The member name in an operator's user agent
+    /// (`configmirror/<version> member/<name>`).
+    pub fn member(&self) -> Option<&str> {
+        self.user_agent
+            .strip_prefix("configmirror/")?
+            .split_once(" member/")
+            .map(|(_, m)| m)
+    }
+
     /// The UID of the pod whose ServiceAccount token made the request: one
     /// process incarnation, where the user agent names only the member
     /// (which a restarted pod keeps).

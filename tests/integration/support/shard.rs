@@ -7,6 +7,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use sqlx::PgPool;
 
+use super::audit::AuditEvent;
 use super::operator::Operator;
 use super::scenario::Scenario;
 use super::{TestNamespace, eventually, k8s, unique};
@@ -240,6 +241,50 @@ pub async fn ownership_intervals(
         list.push((member, at, None));
     }
     spans
+}
+
+/// Asserts that every accepted replica write by a member (its user agent
+/// `configmirror/<v> member/<name>`) on the replicas of mirror `m{i:04}`
+/// (`uids[i]`) in `targets` happened while that member owned the mirror, by
+/// the assignment history's times; returns how many writes it checked.
+pub async fn assert_writes_within_ownership(
+    events: &[AuditEvent],
+    pool: &PgPool,
+    uids: &[String],
+    targets: &[&str],
+) -> usize {
+    let intervals = ownership_intervals(pool).await;
+    let names: HashMap<String, &String> = uids
+        .iter()
+        .enumerate()
+        .map(|(i, uid)| (format!("m{i:04}"), uid))
+        .collect();
+    let mut checked = 0;
+    for e in events.iter().filter(|e| {
+        e.accepted()
+            && e.object_ref.resource == "configmaps"
+            && targets.contains(&e.object_ref.namespace.as_str())
+    }) {
+        let Some(member) = e.member() else { continue };
+        let Some(uid) = names.get(&e.object_ref.name) else {
+            continue;
+        };
+        let at = e.stage_timestamp.expect("audit events carry a time");
+        let owned = intervals.get(*uid).is_some_and(|spans| {
+            spans
+                .iter()
+                .any(|(who, from, to)| who == member && *from <= at && to.is_none_or(|t| at <= t))
+        });
+        assert!(
+            owned,
+            "{member} wrote {}/{} at {at} without owning it: {:?}",
+            e.object_ref.namespace,
+            e.object_ref.name,
+            intervals.get(*uid)
+        );
+        checked += 1;
+    }
+    checked
 }
 
 pub fn loads(owners: &HashMap<String, String>) -> BTreeMap<String, usize> {
