@@ -255,3 +255,56 @@ pub fn is_replica(cm: &ConfigMap, mirror_uid: &str, data: &[(&str, &str)]) -> bo
     cm.labels().get(keys::MIRROR_UID).map(String::as_str) == Some(mirror_uid)
         && data_of(cm) == labels(data)
 }
+
+/// Waits until the namespace is gone. The namespace controller, not the
+/// operator, does this work, and it is slow when the cluster is busy; on a
+/// timeout the panic says what the controller last reported, so a failure
+/// names its cause rather than only the wait.
+pub async fn wait_namespace_gone(client: &Client, name: &str, timeout: Duration) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let found = namespaces
+            .get_opt(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading namespace {name}: {e}"));
+        let Some(namespace) = found else { return };
+        if tokio::time::Instant::now() > deadline {
+            let left = ConfigMapsLeft::read(client, name).await;
+            panic!(
+                "namespace {name} still exists after {timeout:?}: phase {:?}, finalizers {:?}, \
+                 conditions {:?}, ConfigMaps left {left:?}",
+                namespace.status.as_ref().and_then(|s| s.phase.clone()),
+                namespace.spec.as_ref().and_then(|s| s.finalizers.clone()),
+                namespace
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| format!("{}={} {}", c.type_, c.status, c.message.unwrap_or_default()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The ConfigMaps still in a namespace, with their finalizers.
+#[derive(Debug)]
+struct ConfigMapsLeft(Vec<(String, Vec<String>)>);
+
+impl ConfigMapsLeft {
+    async fn read(client: &Client, namespace: &str) -> Self {
+        let list = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        Self(
+            list.into_iter()
+                .map(|cm| (cm.name_any(), cm.finalizers().to_vec()))
+                .collect(),
+        )
+    }
+}
