@@ -84,6 +84,9 @@ pub enum Scenario {
     Noise(NoiseArgs),
     /// The API server's raw create throughput with this client.
     Ceiling(CeilingArgs),
+    /// Small mirrors created while a big fan-out is in flight: how long each
+    /// takes to converge, and what sharing costs the fan-out.
+    Fairness(FairnessArgs),
     /// Sharded members (started here from --spawn-operator, with a database
     /// of their own on --database-url's server): failover, movement,
     /// handovers and staleness while members are killed, stopped and paused.
@@ -174,6 +177,26 @@ pub struct NoiseArgs {
     /// Seconds to let the operator settle before reading its memory.
     #[arg(long, default_value_t = 10)]
     pub settle_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FairnessArgs {
+    /// Target namespaces of the big fan-out.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub targets: u32,
+    /// Big mirrors fanning out at once, each its own source into the same targets
+    /// (more than --concurrency of them also tests the reconcile slots).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub fanouts: u32,
+    /// Small mirrors created during the fan-out, one every --probe-interval-ms.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub probes: u32,
+    /// Target namespaces of each small mirror.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub small_targets: u32,
+    /// Milliseconds between two small mirrors; the first comes this long after the fan-out starts.
+    #[arg(long, default_value_t = 700)]
+    pub probe_interval_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -238,10 +238,22 @@ impl Run {
         targets: &[String],
         selector: &[(&str, &str)],
     ) -> anyhow::Result<()> {
+        self.create_mirror_from(name, &self.source(), targets, selector)
+            .await
+    }
+
+    /// The same, reading another source namespace than the run's.
+    pub async fn create_mirror_from(
+        &self,
+        name: &str,
+        source_namespace: &str,
+        targets: &[String],
+        selector: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let ar = mirror_resource();
         let mut obj = DynamicObject::new(name, &ar).within(&self.home());
         obj.data = serde_json::json!({"spec": {
-            "sourceNamespace": self.source(),
+            "sourceNamespace": source_namespace,
             "targetNamespaces": targets,
             "selector": {"matchLabels": selector.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()},
         }});

@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Idle(a) => scenarios::idle::run(&cli, &run, &operator, a).await,
             Scenario::Noise(a) => scenarios::noise::run(&cli, &run, &operator, a).await,
             Scenario::Ceiling(a) => scenarios::ceiling::run(&cli, &run, &operator, a).await,
+            Scenario::Fairness(a) => scenarios::fairness::run(&cli, &run, &operator, a).await,
             Scenario::Chaos(_) | Scenario::Scale(_) => unreachable!("run_sharded runs these"),
         }
     })

@@ -152,6 +152,32 @@ fn ceiling_measures_creates_per_second() {
     assert!(d["creates_per_second"].as_f64().unwrap() > 1.0);
 }
 
+#[test]
+fn fairness_times_small_mirrors_during_a_fan_out() {
+    let d = run(&[
+        "fairness",
+        "--targets",
+        "20",
+        "--fanouts",
+        "2",
+        "--probes",
+        "2",
+        "--small-targets",
+        "2",
+        "--probe-interval-ms",
+        "50",
+    ]);
+    assert!(d["baseline_seconds"].as_f64().unwrap() > 0.0);
+    let probes = d["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 2);
+    assert!(probes.iter().all(|p| p["seconds"].as_f64().unwrap() > 0.0));
+    assert!(d["converged_seconds"].as_f64().unwrap() > 0.0);
+    assert!(d["ratio_to_ceiling"].as_f64().unwrap() > 0.0);
+    // Both fan-outs and the two small mirrors (the baseline came before).
+    assert_eq!(d["writes"]["create configmaps"], 2 * 20 + 2 * 2);
+    assert_eq!(d["latency"]["count"], 2 * 20);
+}
+
 /// The sharded scenarios start their own members on a database of their own.
 fn run_sharded(args: &[&str]) -> serde_json::Value {
     let url = var("DATABASE_URL");

@@ -1,6 +1,7 @@
 //! The scenarios, and the fan-out step most of them start from.
 
 pub mod ceiling;
+pub mod fairness;
 pub mod fanout;
 pub mod idle;
 pub mod mirrors;
