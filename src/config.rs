@@ -205,13 +205,21 @@ pub struct RunArgs {
           default_values_t = DEFAULT_EXCLUDED_NAMESPACES.iter().map(|s| s.to_string()))]
     pub excluded_namespaces: Vec<String>,
 
-    /// ConfigMirrors reconciled at once.
+    /// ConfigMirrors reading, planning or writing status at once (a mirror
+    /// waiting for its replica writes leaves its slot to others).
     #[arg(long, env = "CONFIGMIRROR_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
 
-    /// Replica writes in flight at once, over all mirrors.
+    /// Replica writes in flight at once, over all mirrors; a freed one goes
+    /// to the waiting mirror holding the fewest.
     #[arg(long, env = "CONFIGMIRROR_WRITE_CONCURRENCY", default_value_t = 32)]
     pub write_concurrency: usize,
+
+    /// /healthz fails when reconciles are queued or in flight and none has
+    /// finished, and no replica was written, for this long (the kubelet then
+    /// restarts the pod).
+    #[arg(long, env = "CONFIGMIRROR_STUCK_AFTER_SECONDS", default_value_t = 300)]
+    pub stuck_after_seconds: u64,
 
     /// Client-side limit on Kubernetes API requests per second (0: none; the API server's fairness applies).
     #[arg(long, env = "CONFIGMIRROR_KUBE_API_QPS", default_value_t = 0.0)]
@@ -245,9 +253,56 @@ pub struct RunArgs {
     )]
     pub database_secret_namespaces: Vec<String>,
 
-    /// Connections per database pool (default: --concurrency).
+    /// Connections per database pool (default: --persistence-per-database + 1).
     #[arg(long, env = "CONFIGMIRROR_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+
+    /// Every database statement's deadline (a silent database costs this,
+    /// never a stuck worker); connecting may take up to 5 s of it, a
+    /// migration run three times it.
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_DATABASE_TIMEOUT_SECONDS",
+        default_value_t = 10.0
+    )]
+    pub database_timeout_seconds: f64,
+
+    /// Persistence jobs running at once, over all databases (apart from
+    /// replication's --concurrency).
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_PERSISTENCE_CONCURRENCY",
+        default_value_t = 8
+    )]
+    pub persistence_concurrency: usize,
+
+    /// Persistence jobs running at once on one database: a slow or silent
+    /// database holds no more than this.
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_PERSISTENCE_PER_DATABASE",
+        default_value_t = 2
+    )]
+    pub persistence_per_database: usize,
+
+    /// The pool of a mirror's database (secretRef) unused this long is closed.
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_DATABASE_IDLE_CLOSE_SECONDS",
+        default_value_t = 600
+    )]
+    pub database_idle_close_seconds: u64,
+
+    /// A deleted mirror's rows in the operator's own database are retried
+    /// this long after the deletion started; then they are recorded as
+    /// orphaned and the mirror goes. (Rows in a mirror's own secretRef
+    /// database are deleted best effort: once.)
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_ORPHAN_ROWS_AFTER_SECONDS",
+        default_value_t = 300
+    )]
+    pub orphan_rows_after_seconds: u64,
 
     /// Revisions older than this are pruned (e.g. `90d`, `12h`; default: kept).
     #[arg(long, env = "CONFIGMIRROR_REVISION_MAX_AGE", value_parser = parse_duration)]
@@ -366,6 +421,10 @@ impl RunArgs {
         Duration::from_secs(self.resync_seconds.max(1))
     }
 
+    pub fn stuck_after(&self) -> Duration {
+        Duration::from_secs(self.stuck_after_seconds.max(1))
+    }
+
     pub fn timing(&self) -> crate::shard::Timing {
         let s = |v: f64| Duration::from_secs_f64(v.max(0.05));
         crate::shard::Timing {
@@ -376,6 +435,19 @@ impl RunArgs {
             leave_grace: s(self.leave_grace_seconds),
             poll: s(self.assignment_poll_seconds),
             ..Default::default()
+        }
+    }
+
+    pub fn deadlines(&self) -> crate::store::Deadlines {
+        crate::store::Deadlines::from_statement(Duration::from_secs_f64(
+            self.database_timeout_seconds.max(0.1),
+        ))
+    }
+
+    pub fn persistence_limits(&self) -> crate::persistence::Limits {
+        crate::persistence::Limits {
+            concurrency: self.persistence_concurrency.max(1),
+            per_database: self.persistence_per_database.max(1),
         }
     }
 
@@ -428,6 +500,13 @@ mod tests {
         assert_eq!(a.member(), "pod-1");
         assert_eq!(a.kube_api_qps, 50.0);
         assert_eq!(a.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn stuck_after_defaults_to_five_minutes_and_is_never_zero() {
+        assert_eq!(parse(&[]).stuck_after(), Duration::from_secs(300));
+        let a = parse(&["--stuck-after-seconds", "0"]);
+        assert_eq!(a.stuck_after(), Duration::from_secs(1));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod kubeclient;
 pub mod leader;
+pub mod persistence;
 pub mod plan;
 pub mod reconcile;
 pub mod run;

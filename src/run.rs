@@ -6,18 +6,20 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::config::{MigrateArgs, RunArgs};
 use crate::kubeclient::{self, ClientOptions};
 use crate::leader;
+use crate::persistence::Persistence;
 use crate::plan::TargetPolicy;
+use crate::reconcile::apply::fair::{ReconcileSlots, WriteBudget};
 use crate::reconcile::{Context, Settings, controller};
 use crate::scope::Scope;
 use crate::shard::ShardView;
 use crate::store::databases::DefaultDatabase;
 use crate::store::{Databases, migrate as migrations};
-use crate::telemetry::{self, server::Health};
+use crate::telemetry::{self, liveness::Liveness, server::Health};
 use crate::watches::{NamespaceCache, ReplicaCache, SourceCache, trigger_channel};
 
 /// Resolves once SIGTERM or SIGINT arrived; cheap to clone.
@@ -53,7 +55,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = telemetry::install_recorder()?;
     let member = args.member();
     let shutdown = Shutdown::on_signals();
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health::new(Liveness::new(args.stuck_after())));
     health.set("caches", false, "starting");
 
     let (metrics_listener, metrics_addr) =
@@ -186,6 +188,12 @@ pub async fn run_controller(
         )),
     ];
     let (triggers, trigger_rx) = trigger_channel();
+    let persistence = Persistence::new(databases, args.persistence_limits(), triggers.clone());
+    let mut housekeeping = Vec::from(housekeeping);
+    housekeeping.push(tokio::spawn(close_idle_pools(
+        persistence.clone(),
+        Duration::from_secs(args.database_idle_close_seconds.max(1)),
+    )));
     let (namespaces, namespace_task) = NamespaceCache::start(client.clone(), triggers.clone());
     let (replicas, replica_task) =
         ReplicaCache::start(client.clone(), triggers.clone(), shard.is_some());
@@ -196,6 +204,7 @@ pub async fn run_controller(
         adopt_reference_replicas: args.adopt_reference_replicas,
         write_concurrency: args.write_concurrency,
         resync: args.resync(),
+        orphan_rows_after: Duration::from_secs(args.orphan_rows_after_seconds),
         ..Settings::default()
     };
     let ctx = Arc::new(Context {
@@ -206,8 +215,10 @@ pub async fn run_controller(
                 instance: Some(member.to_string()),
             },
         ),
-        writes: Semaphore::new(settings.write_concurrency.max(1)),
-        databases,
+        writes: WriteBudget::new(settings.write_concurrency),
+        slots: ReconcileSlots::new(usize::from(args.concurrency)),
+        liveness: health.liveness.clone(),
+        persistence,
         client,
         settings,
         scope: match shard {
@@ -231,7 +242,7 @@ pub async fn run_controller(
         }
     }
     tracing::info!("namespace and replica caches synced");
-    controller::run(ctx, trigger_rx, args.concurrency, health, stop).await;
+    controller::run(ctx, trigger_rx, health, stop).await;
     namespace_task.abort();
     replica_task.abort();
     housekeeping.iter().for_each(|t| t.abort());
@@ -249,6 +260,7 @@ fn databases_or_none(client: Client, args: &RunArgs) -> Arc<Databases> {
                 DefaultDatabase::None,
                 Default::default(),
                 1,
+                args.deadlines(),
             ))
         }
     }
@@ -264,8 +276,18 @@ pub fn databases(client: Client, args: &RunArgs) -> Result<Databases, crate::sto
             .cloned()
             .collect(),
         args.database_max_connections
-            .unwrap_or(u32::from(args.concurrency)),
+            .unwrap_or(args.persistence_per_database.max(1) as u32 + 1),
+        args.deadlines(),
     ))
+}
+
+/// Closes the pools of tenant databases nobody used for `idle`.
+async fn close_idle_pools(persistence: Arc<Persistence>, idle: Duration) {
+    let mut tick = tokio::time::interval(idle.min(Duration::from_secs(60)));
+    loop {
+        tick.tick().await;
+        persistence.close_idle(idle);
+    }
 }
 
 /// Migrates the default database as soon as it answers (the operator does
@@ -276,7 +298,10 @@ async fn watch_default_database(databases: Arc<Databases>) {
         let up = match databases.default().await {
             Ok(None) => return,
             Ok(Some(db)) => match db.ready().await {
-                Ok(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+                Ok(pool) => db
+                    .within("checking", sqlx::query("SELECT 1").execute(pool))
+                    .await
+                    .is_ok(),
                 Err(e) => {
                     if failures == 0 {
                         tracing::warn!(error = %e, "the operator's database is not available yet; retrying");
@@ -315,15 +340,26 @@ async fn prune_revisions(
         tick.tick().await;
         for db in databases.all().await {
             let Ok(pool) = db.ready().await else { continue };
-            match crate::store::persist::prune(pool, retention).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    metrics::counter!(crate::telemetry::names::DB_REVISIONS_PRUNED).increment(n);
-                    tracing::info!(database = %db.label, pruned = n, "pruned old revisions");
+            let mut pruned = 0;
+            // Batch after batch, each statement within the deadline.
+            let failed = loop {
+                let batch = crate::store::persist::prune_some(pool, retention);
+                match db.within("pruning revisions", batch).await {
+                    Ok((n, more)) => {
+                        pruned += n;
+                        if !more {
+                            break None;
+                        }
+                    }
+                    Err(e) => break Some(e),
                 }
-                Err(e) => {
-                    tracing::warn!(database = %db.label, error = %e, "pruning revisions failed")
-                }
+            };
+            if pruned > 0 {
+                metrics::counter!(crate::telemetry::names::DB_REVISIONS_PRUNED).increment(pruned);
+                tracing::info!(database = %db.label, pruned, "pruned old revisions");
+            }
+            if let Some(e) = failed {
+                tracing::warn!(database = %db.label, error = %e, "pruning revisions failed");
             }
         }
     }
@@ -349,7 +385,13 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         // Not used for a URL; a client that is never called needs no cluster.
         _ => Client::try_from(kube::Config::new("http://127.0.0.1:1".parse()?))?,
     };
-    let databases = Databases::new(client, default, Default::default(), 2);
+    let databases = Databases::new(
+        client,
+        default,
+        Default::default(),
+        2,
+        crate::store::Deadlines::default(),
+    );
     let db = databases
         .default()
         .await?

@@ -1,5 +1,9 @@
 //! Content hashing: whether a replica holds what its source holds.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
 
 use super::model::ReplicaContent;
@@ -8,26 +12,40 @@ use super::model::ReplicaContent;
 /// length-prefixed so no two different contents encode alike. Maps are
 /// ordered, so the hash does not depend on how the API server sent them.
 pub fn content_hash(content: &ReplicaContent) -> String {
+    hash_parts(&content.data, &content.binary_data, content.immutable)
+}
+
+/// `content_hash` of a whole object, without copying its content.
+pub fn configmap_hash(cm: &ConfigMap) -> String {
+    let (empty_data, empty_binary) = (BTreeMap::new(), BTreeMap::new());
+    hash_parts(
+        cm.data.as_ref().unwrap_or(&empty_data),
+        cm.binary_data.as_ref().unwrap_or(&empty_binary),
+        cm.immutable.unwrap_or(false),
+    )
+}
+
+fn hash_parts(
+    data: &BTreeMap<String, String>,
+    binary_data: &BTreeMap<String, ByteString>,
+    immutable: bool,
+) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
     field(b"data");
-    for (k, v) in &content.data {
+    for (k, v) in data {
         field(k.as_bytes());
         field(v.as_bytes());
     }
     field(b"binaryData");
-    for (k, v) in &content.binary_data {
+    for (k, v) in binary_data {
         field(k.as_bytes());
         field(&v.0);
     }
-    field(if content.immutable {
-        b"immutable"
-    } else {
-        b"mutable"
-    });
+    field(if immutable { b"immutable" } else { b"mutable" });
     hex(&h.finalize())
 }
 
@@ -36,8 +54,8 @@ pub fn content_hash(content: &ReplicaContent) -> String {
 /// revision) though it writes no replica.
 pub fn row_hash(
     content_hash: &str,
-    labels: &std::collections::BTreeMap<String, String>,
-    annotations: &std::collections::BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
 ) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
@@ -68,8 +86,6 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::ByteString;
-    use std::collections::BTreeMap;
 
     fn content(data: &[(&str, &str)], binary: &[(&str, &[u8])], immutable: bool) -> ReplicaContent {
         ReplicaContent {

@@ -3,6 +3,7 @@
 //! No client, no clock: everything the reconciler decides is decided here
 //! and unit-tested without an API server.
 
+pub mod content;
 pub mod hash;
 pub mod model;
 pub mod replica;

@@ -2,62 +2,13 @@
 //! plain values, built by the watches and read by the pure planner.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use super::hash::content_hash;
+pub use super::content::{JsonText, ReplicaContent, SourceContent};
+use super::hash::{configmap_hash, content_hash};
 use crate::api::keys;
-
-/// What a replica copies from its source: exactly what the content hash covers.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct ReplicaContent {
-    pub data: BTreeMap<String, String>,
-    pub binary_data: BTreeMap<String, ByteString>,
-    pub immutable: bool,
-}
-
-impl ReplicaContent {
-    pub fn of(cm: &ConfigMap) -> Self {
-        Self {
-            data: cm.data.clone().unwrap_or_default(),
-            binary_data: cm.binary_data.clone().unwrap_or_default(),
-            immutable: cm.immutable.unwrap_or(false),
-        }
-    }
-}
-
-/// Pre-serialized `data` and `binaryData` (absent when empty).
-#[derive(Debug)]
-pub struct ContentJson {
-    pub data: Option<Box<serde_json::value::RawValue>>,
-    pub binary_data: Option<Box<serde_json::value::RawValue>>,
-}
-
-impl ContentJson {
-    pub fn of(content: &ReplicaContent) -> Self {
-        let raw = |v: String| {
-            serde_json::value::RawValue::from_string(v).expect("serde_json wrote valid JSON")
-        };
-        Self {
-            data: (!content.data.is_empty())
-                .then(|| raw(serde_json::to_string(&content.data).expect("strings serialize"))),
-            binary_data: (!content.binary_data.is_empty()).then(|| {
-                raw(serde_json::to_string(&content.binary_data).expect("bytes serialize"))
-            }),
-        }
-    }
-}
-
-impl PartialEq for ContentJson {
-    fn eq(&self, other: &Self) -> bool {
-        let text =
-            |r: &Option<Box<serde_json::value::RawValue>>| r.as_ref().map(|r| r.get().to_string());
-        text(&self.data) == text(&other.data) && text(&self.binary_data) == text(&other.binary_data)
-    }
-}
 
 /// A source ConfigMap, hashed once when it enters the cache so that fanning
 /// it out to thousands of targets never hashes it again.
@@ -69,30 +20,34 @@ pub struct SourceConfigMap {
     pub resource_version: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
-    pub content: Arc<ReplicaContent>,
+    /// `data` and `binaryData` held once, as JSON: every replica's request
+    /// body and every row embed it instead of copying the maps per target
+    /// (a 1 MiB source fanned out 1,000 times).
+    pub content: SourceContent,
     pub content_hash: String,
-    /// `data` and `binaryData` as JSON, serialized once: every replica's
-    /// request body embeds them instead of cloning and re-serializing the
-    /// maps per target (a 1 MiB source fanned out 1,000 times).
-    pub content_json: Arc<ContentJson>,
     /// When the operator saw this version (replication lag starts here).
     pub observed_at: Option<std::time::Instant>,
 }
 
 impl SourceConfigMap {
     pub fn from_configmap(cm: &ConfigMap) -> Self {
-        let content = ReplicaContent::of(cm);
-        let meta = &cm.metadata;
+        Self::from_owned(cm.clone())
+    }
+
+    /// From an object the caller gives up: its maps are hashed and
+    /// serialized, then dropped, never copied.
+    pub fn from_owned(mut cm: ConfigMap) -> Self {
+        let content = ReplicaContent::take(&mut cm);
+        let meta = cm.metadata;
         Self {
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone().unwrap_or_default(),
-            resource_version: meta.resource_version.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
-            annotations: meta.annotations.clone().unwrap_or_default(),
+            namespace: meta.namespace.unwrap_or_default(),
+            name: meta.name.unwrap_or_default(),
+            uid: meta.uid.unwrap_or_default(),
+            resource_version: meta.resource_version.unwrap_or_default(),
+            labels: meta.labels.unwrap_or_default(),
+            annotations: meta.annotations.unwrap_or_default(),
             content_hash: content_hash(&content),
-            content_json: Arc::new(ContentJson::of(&content)),
-            content: Arc::new(content),
+            content: SourceContent::of(&content),
             observed_at: None,
         }
     }
@@ -111,8 +66,10 @@ impl SourceConfigMap {
 }
 
 /// What the operator keeps of a replica: its metadata and the hash of the
-/// content it actually holds (the data itself is dropped on arrival, so
-/// memory does not grow with replica size).
+/// content it holds. Replicas are watched as metadata only, so memory does
+/// not grow with their size; `actual_hash` is what we wrote, what we read
+/// and hashed, or (see `watches::replica_content`) the recorded annotation
+/// when nobody else can have touched the content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaMeta {
     pub namespace: String,
@@ -129,9 +86,9 @@ pub struct ReplicaMeta {
 }
 
 impl ReplicaMeta {
-    /// From an object seen on the watch: its content is hashed here.
+    /// From a whole object read from the API: its content is hashed here.
     pub fn from_configmap(cm: &ConfigMap) -> Self {
-        let hash = content_hash(&ReplicaContent::of(cm));
+        let hash = configmap_hash(cm);
         Self::from_parts(&cm.metadata, hash, cm.immutable.unwrap_or(false))
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use super::model::{ReplicaMeta, SourceConfigMap};
+use super::model::{JsonText, ReplicaMeta, SourceConfigMap};
 use crate::api::keys;
 
 /// The mirror a replica belongs to.
@@ -69,18 +69,20 @@ fn replica_meta(
 
 /// The replica of `source` in `namespace`: same name, data, binaryData and
 /// immutable; the source's own labels and annotations are not copied. No
-/// ownerReferences: Kubernetes forbids them across namespaces.
+/// ownerReferences: Kubernetes forbids them across namespaces. Decodes the
+/// source's held JSON, so it is for tests and tools: writes send
+/// `replica_body`, which embeds that JSON as it is.
 pub fn desired_configmap(
     mirror: &MirrorIdentity,
     source: &SourceConfigMap,
     namespace: &str,
     resource_version: Option<String>,
 ) -> ConfigMap {
-    let content = &source.content;
+    let content = source.content.decode();
     ConfigMap {
         metadata: replica_meta(mirror, source, namespace, resource_version),
-        data: (!content.data.is_empty()).then(|| content.data.clone()),
-        binary_data: (!content.binary_data.is_empty()).then(|| content.binary_data.clone()),
+        data: (!content.data.is_empty()).then_some(content.data),
+        binary_data: (!content.binary_data.is_empty()).then_some(content.binary_data),
         immutable: content.immutable.then_some(true),
     }
 }
@@ -111,8 +113,8 @@ pub fn replica_body(
         api_version: "v1",
         kind: "ConfigMap",
         metadata: replica_meta(mirror, source, namespace, resource_version),
-        data: source.content_json.data.as_deref(),
-        binary_data: source.content_json.binary_data.as_deref(),
+        data: source.content.data.as_ref().map(JsonText::raw),
+        binary_data: source.content.binary_data.as_ref().map(JsonText::raw),
         immutable: source.content.immutable.then_some(true),
     };
     serde_json::to_vec(&body).expect("a replica serializes")

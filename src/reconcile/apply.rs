@@ -1,6 +1,9 @@
-//! Carries out a plan: bounded concurrency, only the writes the plan names,
-//! resourceVersion preconditions on every update and delete, and never a
-//! write to a ConfigMap the mirror does not own.
+//! Carries out a plan: bounded concurrency shared fairly between mirrors
+//! (`fair`), only the writes the plan names, resourceVersion preconditions
+//! on every update and delete, and never a write to a ConfigMap the mirror
+//! does not own.
+
+pub mod fair;
 
 use std::time::Duration;
 
@@ -65,15 +68,24 @@ enum Done {
 }
 
 pub async fn apply(ctx: &Context, mirror: &MirrorIdentity, actions: Vec<Action>) -> Outcome {
+    if actions.is_empty() {
+        return Outcome::default();
+    }
+    // Waiting for write permits needs no reconcile slot: others use it meanwhile.
+    ctx.slots
+        .without(&mirror.uid, write_all(ctx, mirror, actions))
+        .await
+}
+
+async fn write_all(ctx: &Context, mirror: &MirrorIdentity, actions: Vec<Action>) -> Outcome {
     let mut results = futures::stream::iter(actions)
         .map(|action| async move {
             let op = action.op();
-            let _permit = ctx
-                .writes
-                .acquire()
-                .await
-                .expect("the write semaphore is never closed");
+            let permit = ctx.writes.acquire(&mirror.uid).await;
             let done = execute(ctx, mirror, action).await;
+            drop(permit);
+            // However long the whole fan-out takes, each write is progress.
+            ctx.liveness.progressed();
             let result = match &done {
                 Done::Written { .. } | Done::Adopted { .. } | Done::Deleted { .. } => "success",
                 Done::Conflict(_) => "conflict",

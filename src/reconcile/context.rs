@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::runtime::events::Recorder;
-use tokio::sync::Semaphore;
 
 use crate::api::ConfigMirrorStatus;
+use crate::persistence::Persistence;
 use crate::plan::{Holder, KnownConflicts, TargetPolicy, model::older};
 use crate::scope::Scope;
-use crate::store::Databases;
+use crate::telemetry::liveness::Liveness;
 use crate::watches::{NamespaceCache, ReplicaCache, SourceCache};
 
-use super::persist::RowCache;
+use super::apply::fair::{ReconcileSlots, WriteBudget};
 
 /// Tunables of the controller, from the command line.
 #[derive(Debug, Clone)]
@@ -33,6 +33,9 @@ pub struct Settings {
     pub conflict_recheck: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// A deleted mirror's rows in the operator's own database are retried
+    /// this long after the deletion started, then recorded as orphaned.
+    pub orphan_rows_after: Duration,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             conflict_recheck: Duration::from_secs(60),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
+            orphan_rows_after: Duration::from_secs(300),
         }
     }
 }
@@ -58,8 +62,13 @@ pub struct Context {
     pub replicas: Arc<ReplicaCache>,
     pub sources: Arc<SourceCache>,
     pub recorder: Recorder,
-    pub databases: Arc<Databases>,
-    pub writes: Semaphore,
+    pub persistence: Arc<Persistence>,
+    /// `--write-concurrency`, shared fairly between mirrors.
+    pub writes: WriteBudget,
+    /// `--concurrency`: reconciles reading, planning or writing status at once.
+    pub slots: ReconcileSlots,
+    /// Progress for /healthz.
+    pub liveness: Arc<Liveness>,
     pub memory: Memory,
 }
 
@@ -76,8 +85,6 @@ pub struct Memory {
     own_finalizer: Mutex<HashMap<String, String>>,
     conflict_counts: Mutex<HashMap<String, usize>>,
     ready: Mutex<BTreeSet<String>>,
-    rows: Mutex<HashMap<String, RowCache>>,
-    database_failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Memory {
@@ -170,36 +177,6 @@ impl Memory {
         (counts.values().sum(), r.len())
     }
 
-    pub fn rows(&self, uid: &str) -> Option<RowCache> {
-        self.rows.lock().unwrap().get(uid).cloned()
-    }
-
-    pub fn remember_rows(&self, uid: &str, rows: RowCache) {
-        self.rows.lock().unwrap().insert(uid.to_string(), rows);
-    }
-
-    pub fn forget_rows(&self, uid: &str) {
-        self.rows.lock().unwrap().remove(uid);
-    }
-
-    /// Counts a failed database sync; returns how many in a row, and
-    /// updates the gauge of mirrors whose rows are behind.
-    pub fn database_failed(&self, uid: &str) -> u32 {
-        let mut f = self.database_failures.lock().unwrap();
-        let n = f.entry(uid.to_string()).or_default();
-        *n += 1;
-        let n = *n;
-        metrics::gauge!(crate::telemetry::names::DB_MIRRORS_UNSYNCED).set(f.len() as f64);
-        n
-    }
-
-    pub fn database_succeeded(&self, uid: &str) {
-        let mut f = self.database_failures.lock().unwrap();
-        if f.remove(uid).is_some() {
-            metrics::gauge!(crate::telemetry::names::DB_MIRRORS_UNSYNCED).set(f.len() as f64);
-        }
-    }
-
     /// Forgets mirrors that are gone (deleted without our finalizer).
     pub fn retain(&self, live: &BTreeSet<String>) {
         let mut gone: BTreeSet<String> = self.failures.lock().unwrap().keys().cloned().collect();
@@ -216,8 +193,6 @@ impl Memory {
         self.conflicts.lock().unwrap().remove(uid);
         self.own_status.lock().unwrap().remove(uid);
         self.own_finalizer.lock().unwrap().remove(uid);
-        self.rows.lock().unwrap().remove(uid);
-        self.database_succeeded(uid);
         let mut counts = self.conflict_counts.lock().unwrap();
         counts.remove(uid);
         let mut r = self.ready.lock().unwrap();

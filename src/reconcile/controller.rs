@@ -13,7 +13,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use super::{Context, error_policy, owned_mirrors, reconcile};
+use super::{Context, Error, error_policy, owned_mirrors, reconcile};
 use crate::api::ConfigMirror;
 use crate::plan::selector::Selector;
 use crate::scope::Scope;
@@ -97,7 +97,7 @@ pub fn mirrors_for(
                         .map(|s| labels.iter().any(|l| s.matches(l)))
                         .unwrap_or(false)
             }
-            Trigger::Replica { mirror_uid } => {
+            Trigger::Replica { mirror_uid } | Trigger::Persisted { mirror_uid } => {
                 m.metadata.uid.as_deref() == Some(mirror_uid.as_str())
             }
             Trigger::Namespace { name } => {
@@ -137,15 +137,36 @@ fn mirror_api(ctx: &Context) -> Api<ConfigMirror> {
     }
 }
 
+/// One reconcile in its turn: in flight for /healthz from the moment the
+/// applier starts it, it waits for a reconcile slot (`ctx.slots`; the
+/// applier runs unbounded so that this wait is first come, first served,
+/// and so that a reconcile can give its slot up while it writes). A
+/// reconcile still waiting when the controller stops is dropped unstarted.
+async fn in_turn(
+    mirror: Arc<ConfigMirror>,
+    ctx: Arc<Context>,
+    stopping: impl std::future::Future<Output = ()>,
+) -> Result<controller::Action, Error> {
+    let _in_flight = ctx.liveness.started();
+    let uid = mirror.uid().unwrap_or_default();
+    let _slot = tokio::select! {
+        slot = ctx.slots.acquire(&uid) => slot,
+        () = stopping => return Ok(controller::Action::await_change()),
+    };
+    // Boxed only now: thousands of waiting reconciles stay small.
+    Box::pin(reconcile(mirror, ctx.clone())).await
+}
+
 /// Runs the controller until `shutdown` resolves, then lets in-flight
 /// reconciles finish.
 pub async fn run(
     ctx: Arc<Context>,
     triggers: TriggerReceiver,
-    concurrency: u16,
     health: Arc<Health>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let liveness = ctx.liveness.clone();
     let (reader, writer) = reflector::store::<ConfigMirror>();
     let scope = ctx.scope.clone();
     // The store's own readiness wakes only one waiter (the applier), so the
@@ -199,25 +220,32 @@ pub async fn run(
 
     let housekeeping = tokio::spawn(housekeeping(ctx.clone(), reader.clone(), listed, health));
     let catch_up = catch_up.map(Ok);
+    let requests = liveness.clone();
     let queue = futures::stream::select(
         futures::stream::select(mirror_events, trigger_refs),
         catch_up,
     )
-    .take_until(shutdown);
+    .inspect_ok(move |_| requests.requested())
+    .take_until(shutdown.clone());
     applier(
-        |mirror, ctx| Box::pin(reconcile(mirror, ctx)),
+        move |mirror, ctx| Box::pin(in_turn(mirror, ctx, shutdown.clone())),
         error_policy,
         ctx.clone(),
         reader,
         queue,
-        controller::Config::default().concurrency(concurrency),
+        // Unbounded: `in_turn` bounds reconciles with `ctx.slots`.
+        controller::Config::default(),
     )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            match e {
-                // A mirror deleted while queued: nothing to do.
-                controller::Error::ObjectNotFound(_) => {}
-                e => tracing::warn!(error = %e, "controller"),
+    .for_each(|result| {
+        // Every answer, a reconcile's or the queue's, is progress.
+        liveness.answered();
+        async move {
+            if let Err(e) = result {
+                match e {
+                    // A mirror deleted while queued: nothing to do.
+                    controller::Error::ObjectNotFound(_) => {}
+                    e => tracing::warn!(error = %e, "controller"),
+                }
             }
         }
     })
@@ -262,6 +290,7 @@ async fn housekeeping(
             .filter(|m| ctx.scope.owns(m))
             .filter_map(|m| m.uid())
             .collect();
+        ctx.persistence.retain(&owned);
         ctx.replicas.retain_loaded(&owned);
     }
 }

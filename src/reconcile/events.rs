@@ -12,9 +12,21 @@ use crate::api::ConfigMirror;
 use crate::plan::{Conflict, DeleteReason, SpecError};
 use crate::telemetry::names;
 
-async fn publish(
+pub(crate) async fn publish(
     ctx: &Context,
     mirror: &ConfigMirror,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    publish_on(ctx, &mirror.object_ref(&()), type_, reason, action, note).await;
+}
+
+/// An event regarding any object (`publish` is the mirror's own).
+pub(crate) async fn publish_on(
+    ctx: &Context,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,
     action: &str,
@@ -41,7 +53,7 @@ async fn publish(
     } else {
         "normal"
     };
-    match ctx.recorder.publish(&event, &mirror.object_ref(&())).await {
+    match ctx.recorder.publish(&event, regarding).await {
         Ok(()) => metrics::counter!(names::EVENTS_PUBLISHED, "type" => kind).increment(1),
         Err(e) => tracing::warn!(error = %e, reason, "could not publish event"),
     }

@@ -193,8 +193,7 @@ async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Resu
         &plan.sources,
         previous.as_ref().and_then(|p| p.database_status.as_ref()),
         &now,
-    )
-    .await;
+    );
     let database_retry = persisted.as_ref().and_then(|p| p.retry);
 
     // Status, and events for what is new.

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::OnceCell;
 
 use super::credentials::{connect_options, decode_secret};
+use super::deadline::{self, Deadlines};
 use super::{Error, migrate};
 use crate::api::DatabaseSpec;
 
@@ -26,7 +27,10 @@ pub struct Database {
     pub pool: PgPool,
     /// How to connect, for a second, separate pool (coordination).
     pub options: PgConnectOptions,
+    pub deadlines: Deadlines,
     migrated: OnceCell<()>,
+    /// When a caller last asked for it, so idle tenant pools can be closed.
+    last_used: Mutex<Instant>,
 }
 
 impl Database {
@@ -35,11 +39,14 @@ impl Database {
         identity: String,
         options: PgConnectOptions,
         max_connections: u32,
+        deadlines: Deadlines,
     ) -> Self {
+        let options = deadlines.session_options(options);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            // Fail fast while the database is down; the caller retries with backoff.
-            .acquire_timeout(Duration::from_secs(5))
+            // Fail fast while the database is down or silent; the caller
+            // retries with backoff.
+            .acquire_timeout(deadlines.acquire)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options.clone());
         Self {
@@ -47,28 +54,62 @@ impl Database {
             identity,
             pool,
             options,
+            deadlines,
             migrated: OnceCell::new(),
+            last_used: Mutex::new(Instant::now()),
         }
     }
 
-    /// The pool, once this database's persistence migrations have run.
+    /// The pool, once this database's persistence migrations have run
+    /// (within the migration deadline; a timed-out run is tried again by
+    /// the next caller).
     pub async fn ready(&self) -> Result<&PgPool, Error> {
+        *self.last_used.lock().unwrap() = Instant::now();
         self.migrated
             .get_or_try_init(|| async {
-                migrate::run(&self.pool, &migrate::persistence())
-                    .await
-                    .map_err(|e| match e {
-                        sqlx::migrate::MigrateError::Execute(inner) => {
-                            match Error::from_sqlx(&self.label, &inner) {
-                                Error::Write(db, msg) => Error::Migration(db, msg),
-                                other => other,
-                            }
-                        }
-                        other => Error::Migration(self.label.clone(), other.to_string()),
-                    })
+                let migrator = migrate::persistence();
+                let run = migrate::run(&self.pool, &migrator);
+                match tokio::time::timeout(self.deadlines.migration, run).await {
+                    Err(_) => Err(Error::Timeout(
+                        self.label.clone(),
+                        "migrating",
+                        self.deadlines.migration,
+                    )),
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(sqlx::migrate::MigrateError::Execute(inner))) => {
+                        Err(match Error::from_sqlx(&self.label, &inner) {
+                            Error::Write(db, msg) => Error::Migration(db, msg),
+                            other => other,
+                        })
+                    }
+                    Ok(Err(other)) => Err(Error::Migration(self.label.clone(), other.to_string())),
+                }
             })
             .await?;
         Ok(&self.pool)
+    }
+
+    /// Runs one statement (`what`) within the statement deadline; a
+    /// connection that could not be had says whether the database refused
+    /// or stayed silent.
+    pub async fn within<T>(
+        &self,
+        what: &'static str,
+        call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, Error> {
+        match deadline::within(self.deadlines.statement, &self.label, what, call).await {
+            Err(e) => {
+                Err(
+                    deadline::classify_acquire_failure(e, &self.options, self.deadlines.acquire)
+                        .await,
+                )
+            }
+            ok => ok,
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used.lock().unwrap().elapsed()
     }
 }
 
@@ -87,6 +128,7 @@ pub struct Databases {
     by_secret: Mutex<HashMap<(String, String), Arc<Database>>>,
     allowed_namespaces: BTreeSet<String>,
     max_connections: u32,
+    deadlines: Deadlines,
 }
 
 impl Databases {
@@ -95,6 +137,7 @@ impl Databases {
         default: DefaultDatabase,
         allowed_namespaces: BTreeSet<String>,
         max_connections: u32,
+        deadlines: Deadlines,
     ) -> Self {
         let default_from_url = match &default {
             DefaultDatabase::Url(options) => Some(Arc::new(Database::new(
@@ -102,6 +145,7 @@ impl Databases {
                 "default".into(),
                 (**options).clone(),
                 max_connections,
+                deadlines,
             ))),
             _ => None,
         };
@@ -112,6 +156,7 @@ impl Databases {
             by_secret: Mutex::new(HashMap::new()),
             allowed_namespaces,
             max_connections,
+            deadlines,
         }
     }
 
@@ -173,6 +218,53 @@ impl Databases {
         }
     }
 
+    /// The pool last used for a mirror's Secret, without reading the
+    /// Secret again: a mirror being deleted may have lost its Secret
+    /// already (its namespace is going), and its rows are still reachable
+    /// through a pool made before.
+    pub fn cached_for_mirror(
+        &self,
+        mirror_namespace: &str,
+        spec: Option<&DatabaseSpec>,
+    ) -> Option<Arc<Database>> {
+        let r = spec?.secret_ref.as_ref()?;
+        let namespace = r.namespace.as_deref().unwrap_or(mirror_namespace);
+        self.by_secret
+            .lock()
+            .unwrap()
+            .get(&(namespace.to_string(), r.name.clone()))
+            .cloned()
+    }
+
+    /// Closes the pools of Secrets nobody used for `idle`: a tenant's
+    /// database that is gone or unused holds no connections (the
+    /// operator's own stays).
+    pub fn close_idle(&self, idle: Duration) -> usize {
+        let closed: Vec<(String, Arc<Database>)> = {
+            let mut cache = self.by_secret.lock().unwrap();
+            let idle_keys: Vec<(String, String)> = cache
+                .iter()
+                .filter(|(_, db)| db.idle_for() >= idle && !self.is_default(db))
+                .map(|(k, _)| k.clone())
+                .collect();
+            idle_keys
+                .into_iter()
+                .filter_map(|k| cache.remove(&k).map(|db| (format!("{}/{}", k.0, k.1), db)))
+                .collect()
+        };
+        for (secret, db) in &closed {
+            tracing::info!(%secret, idle = ?idle, "closing the pool of an idle database");
+            let db = db.clone();
+            tokio::spawn(async move { db.pool.close().await });
+        }
+        closed.len()
+    }
+
+    fn is_default(&self, db: &Database) -> bool {
+        matches!(&self.default_source, DefaultDatabase::Secret { namespace, name }
+            if db.label == "default" && db.identity.starts_with(&format!("{namespace}/{name}@")))
+    }
+
     /// Every database in use, for housekeeping (revision pruning).
     pub async fn all(&self) -> Vec<Arc<Database>> {
         let mut all: Vec<Arc<Database>> =
@@ -209,6 +301,7 @@ impl Databases {
             identity,
             options,
             self.max_connections,
+            self.deadlines,
         ));
         if let Some(old) = self.by_secret.lock().unwrap().insert(cache_key, db.clone()) {
             tracing::info!(secret = %key, "database secret changed; switching to a new pool");

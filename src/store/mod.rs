@@ -5,15 +5,17 @@
 pub mod coordination;
 pub mod credentials;
 pub mod databases;
+pub mod deadline;
 pub mod migrate;
 pub mod persist;
 pub mod rows;
 
 pub use databases::{Database, Databases};
+pub use deadline::Deadlines;
 
 /// Why a mirror's rows could not be written. Each is a reason on the
 /// DatabaseSynced condition and a label on the error metric.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     #[error(
         "persistence is enabled but the operator has no default database (--database-url or --database-secret) and the mirror names no secretRef"
@@ -37,6 +39,8 @@ pub enum Error {
     Migration(String, String),
     #[error("writing to database {0}: {1}")]
     Write(String, String),
+    #[error("database {0} did not answer within {2:?} ({1})")]
+    Timeout(String, &'static str, std::time::Duration),
 }
 
 impl Error {
@@ -52,6 +56,7 @@ impl Error {
             Error::Unreachable(..) => "Unreachable",
             Error::Migration(..) => "MigrationFailed",
             Error::Write(..) => "WriteFailed",
+            Error::Timeout(..) => "Timeout",
         }
     }
 
@@ -60,6 +65,7 @@ impl Error {
         matches!(
             self,
             Error::Unreachable(..)
+                | Error::Timeout(..)
                 | Error::Write(..)
                 | Error::Migration(..)
                 | Error::SecretRead(..)
@@ -97,6 +103,7 @@ impl Error {
             Error::Unreachable(..) => "unreachable",
             Error::Migration(..) => "migration",
             Error::Write(..) => "write",
+            Error::Timeout(..) => "timeout",
         }
     }
 }

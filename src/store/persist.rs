@@ -1,14 +1,24 @@
-//! Writes a mirror's rows: one statement per sync, whatever the number of
-//! rows, that upserts what changed, deletes what is gone, and appends a
-//! revision for each. Unchanged rows are not touched (their xmin stays).
+//! Writes a mirror's rows: upserts what changed and deletes what is gone,
+//! appending a revision for each, in statements of bounded size (see
+//! `batch`), each within the statement deadline. Unchanged rows are not
+//! touched (their xmin stays). Every statement is atomic and idempotent, so
+//! a sync cut short by an error is completed by the next one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use sqlx::postgres::PgBindIterExt;
+use sqlx::types::Json;
 
 use super::rows::Row;
+use super::{Database, Error};
 use crate::plan::MirrorIdentity;
+use crate::plan::model::JsonText;
+
+pub mod batch;
+
+pub use batch::Limits;
 
 /// Rows changed by one sync, by revision operation.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -27,114 +37,178 @@ impl Changes {
 /// Upserts `changed` (rows whose hash may differ from the database's) and
 /// deletes this mirror's rows whose (namespace, name) is not in `keep`.
 pub async fn sync(
-    pool: &PgPool,
+    db: &Database,
     mirror: &MirrorIdentity,
     changed: &[Row],
     keep: &[(String, String)],
-) -> Result<Changes, sqlx::Error> {
-    let col = |f: fn(&Row) -> String| changed.iter().map(f).collect::<Vec<String>>();
-    let json = |f: fn(&Row) -> serde_json::Value| {
-        changed.iter().map(f).collect::<Vec<serde_json::Value>>()
-    };
-    let names = col(|r| r.name.clone());
-    let namespaces = col(|r| r.namespace.clone());
-    let hashes = col(|r| r.content_hash.clone());
-    let uids = col(|r| r.source_uid.clone());
-    let data = json(|r| r.data.clone());
-    let binary = json(|r| r.binary_data.clone());
-    let moved = json(|r| r.data_in_binary.clone());
-    let labels = json(|r| r.labels.clone());
-    let annotations = json(|r| r.annotations.clone());
-    let immutable: Vec<bool> = changed.iter().map(|r| r.immutable).collect();
-    let keep_namespaces: Vec<String> = keep.iter().map(|(ns, _)| ns.clone()).collect();
-    let keep_names: Vec<String> = keep.iter().map(|(_, n)| n.clone()).collect();
+) -> Result<Changes, Error> {
+    sync_within(db, mirror, changed, keep, Limits::default()).await
+}
 
+/// `sync` with other statement limits (tests cut small batches).
+pub async fn sync_within(
+    db: &Database,
+    mirror: &MirrorIdentity,
+    changed: &[Row],
+    keep: &[(String, String)],
+    limits: Limits,
+) -> Result<Changes, Error> {
+    let mut changes = Changes::default();
+    for rows in batch::batches(changed, limits) {
+        let (created, updated) = upsert(db, mirror, rows).await?;
+        changes.created += created;
+        changes.updated += updated;
+    }
+    changes.deleted = delete_gone(db, mirror, keep, limits).await?;
+    Ok(changes)
+}
+
+/// Deletes all rows of a mirror (recording each deletion).
+pub async fn delete_all(db: &Database, mirror: &MirrorIdentity) -> Result<Changes, Error> {
+    sync(db, mirror, &[], &[]).await
+}
+
+/// One statement: upserts `rows` and records a revision for each row that
+/// changed; returns (created, updated). Columns are bound straight from the
+/// rows (no per-column copies): the statement's buffer is the only copy.
+async fn upsert(db: &Database, mirror: &MirrorIdentity, rows: &[Row]) -> Result<(u64, u64), Error> {
+    let text = |f: fn(&Row) -> &str| rows.iter().map(f).bind_iter();
+    let json = |f: fn(&Row) -> &JsonText| rows.iter().map(move |r| Json(f(r).raw())).bind_iter();
     let counts = sqlx::query!(
         r#"
         WITH input AS (
             SELECT * FROM UNNEST($3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::bool[],
-                                 $9::jsonb[], $10::jsonb[], $11::text[], $12::text[])
+                                 $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::text[], $13::text[])
                 AS t(name, namespace, data, binary_data, data_in_binary, immutable, labels, annotations,
-                     content_hash, source_uid)
-        ),
-        keep AS (
-            SELECT * FROM UNNEST($13::text[], $14::text[]) AS k(namespace, name)
+                     annotations_in_binary, content_hash, source_uid)
         ),
         upserted AS (
             INSERT INTO configmaps AS c (name, namespace, data, binary_data, data_in_binary, immutable, labels,
-                                         annotations, content_hash, source_uid, configmirror_namespace, configmirror_name)
+                                         annotations, annotations_in_binary, content_hash, source_uid,
+                                         configmirror_namespace, configmirror_name)
             SELECT name, namespace, data, binary_data, data_in_binary, immutable, labels, annotations,
-                   content_hash, source_uid, $1, $2
+                   annotations_in_binary, content_hash, source_uid, $1, $2
             FROM input
             ON CONFLICT (name, namespace, configmirror_namespace, configmirror_name) DO UPDATE SET
                 data = EXCLUDED.data, binary_data = EXCLUDED.binary_data, data_in_binary = EXCLUDED.data_in_binary,
                 immutable = EXCLUDED.immutable, labels = EXCLUDED.labels, annotations = EXCLUDED.annotations,
-                content_hash = EXCLUDED.content_hash, source_uid = EXCLUDED.source_uid, updated_at = now()
+                annotations_in_binary = EXCLUDED.annotations_in_binary, content_hash = EXCLUDED.content_hash,
+                source_uid = EXCLUDED.source_uid, updated_at = now()
             WHERE c.content_hash IS DISTINCT FROM EXCLUDED.content_hash
             RETURNING c.id, c.name, c.namespace, c.content_hash, c.source_uid, c.data, c.binary_data,
-                      c.data_in_binary, c.immutable, c.labels, c.annotations, (c.xmax = 0) AS inserted
-        ),
-        gone AS MATERIALIZED (
-            -- A set difference (hashed), computed once (MATERIALIZED: the planner
-            -- must not re-run it per row), not a per-row anti-join.
-            SELECT namespace, name FROM configmaps
-            WHERE configmirror_namespace = $1 AND configmirror_name = $2
-            EXCEPT
-            SELECT namespace, name FROM keep
-        ),
-        deleted AS (
-            DELETE FROM configmaps c
-            USING gone g
-            WHERE c.configmirror_namespace = $1 AND c.configmirror_name = $2
-              AND c.namespace = g.namespace AND c.name = g.name
-            RETURNING c.id, c.name, c.namespace, c.content_hash, c.source_uid, c.data, c.binary_data,
-                      c.data_in_binary, c.immutable, c.labels, c.annotations
+                      c.data_in_binary, c.immutable, c.labels, c.annotations, c.annotations_in_binary,
+                      (c.xmax = 0) AS inserted
         ),
         revisions AS (
             INSERT INTO configmap_revisions (configmap_id, name, namespace, configmirror_namespace, configmirror_name,
                                              operation, content_hash, source_uid, data, binary_data, data_in_binary,
-                                             immutable, labels, annotations)
+                                             immutable, labels, annotations, annotations_in_binary)
             SELECT id, name, namespace, $1, $2, CASE WHEN inserted THEN 'created' ELSE 'updated' END,
-                   content_hash, source_uid, data, binary_data, data_in_binary, immutable, labels, annotations
+                   content_hash, source_uid, data, binary_data, data_in_binary, immutable, labels, annotations,
+                   annotations_in_binary
             FROM upserted
-            UNION ALL
-            SELECT id, name, namespace, $1, $2, 'deleted',
-                   content_hash, source_uid, data, binary_data, data_in_binary, immutable, labels, annotations
-            FROM deleted
             RETURNING operation
         )
         SELECT operation AS "operation!", count(*) AS "count!" FROM revisions GROUP BY operation
         "#,
         mirror.namespace,
         mirror.name,
-        &names,
-        &namespaces,
-        &data,
-        &binary,
-        &moved,
-        &immutable,
-        &labels,
-        &annotations,
-        &hashes,
-        &uids,
-        &keep_namespaces,
-        &keep_names,
+        text(|r| &r.name) as _,
+        text(|r| &r.namespace) as _,
+        json(|r| &r.data) as _,
+        json(|r| &r.binary_data) as _,
+        rows.iter().map(|r| Json(&r.data_in_binary)).bind_iter() as _,
+        rows.iter().map(|r| r.immutable).bind_iter() as _,
+        json(|r| &r.labels) as _,
+        json(|r| &r.annotations) as _,
+        json(|r| &r.annotations_in_binary) as _,
+        text(|r| &r.content_hash) as _,
+        text(|r| &r.source_uid) as _,
     )
-    .fetch_all(pool)
-    .await?;
-
+    .fetch_all(&db.pool);
+    let counts = db.within("writing rows", counts).await?;
     let by_op: BTreeMap<String, i64> = counts.into_iter().map(|r| (r.operation, r.count)).collect();
     let get = |op: &str| by_op.get(op).copied().unwrap_or(0) as u64;
-    Ok(Changes {
-        created: get("created"),
-        updated: get("updated"),
-        deleted: get("deleted"),
-    })
+    Ok((get("created"), get("updated")))
 }
 
-/// Deletes all rows of a mirror (recording each deletion).
-pub async fn delete_all(pool: &PgPool, mirror: &MirrorIdentity) -> Result<Changes, sqlx::Error> {
-    sync(pool, mirror, &[], &[]).await
+/// Deletes this mirror's rows not in `keep`, recording each deletion, in
+/// statements of at most `limits` rows and (stored) bytes: a mirror deleted
+/// with thousands of large rows copies them into revisions a slice at a
+/// time, each slice well within the statement deadline.
+async fn delete_gone(
+    db: &Database,
+    mirror: &MirrorIdentity,
+    keep: &[(String, String)],
+    limits: Limits,
+) -> Result<u64, Error> {
+    let max_rows = i64::try_from(limits.rows).unwrap_or(i64::MAX);
+    let max_bytes = i64::try_from(limits.bytes).unwrap_or(i64::MAX);
+    let mut deleted = 0;
+    loop {
+        let pass = sqlx::query!(
+            r#"
+            WITH keep AS (
+                SELECT * FROM UNNEST($3::text[], $4::text[]) AS k(namespace, name)
+            ),
+            gone AS MATERIALIZED (
+                -- A set difference (hashed), computed once (MATERIALIZED: the planner
+                -- must not re-run it per row), not a per-row anti-join.
+                SELECT namespace, name FROM configmaps
+                WHERE configmirror_namespace = $1 AND configmirror_name = $2
+                EXCEPT
+                SELECT namespace, name FROM keep
+            ),
+            chosen AS MATERIALIZED (
+                -- The first of them, up to $5 rows and $6 stored bytes (always one).
+                -- pg_column_size reads a TOASTed value's size, not the value.
+                SELECT id FROM (
+                    SELECT c.id,
+                           row_number() OVER (ORDER BY c.id) AS n,
+                           sum(pg_column_size(c.data) + pg_column_size(c.binary_data)
+                               + coalesce(pg_column_size(c.annotations), 0)
+                               + pg_column_size(c.annotations_in_binary)) OVER (ORDER BY c.id) AS running
+                    FROM configmaps c
+                    JOIN gone g ON c.namespace = g.namespace AND c.name = g.name
+                    WHERE c.configmirror_namespace = $1 AND c.configmirror_name = $2
+                ) sized
+                WHERE n = 1 OR (n <= $5 AND running <= $6)
+            ),
+            deleted AS (
+                DELETE FROM configmaps c
+                USING chosen
+                WHERE c.id = chosen.id
+                RETURNING c.id, c.name, c.namespace, c.content_hash, c.source_uid, c.data, c.binary_data,
+                          c.data_in_binary, c.immutable, c.labels, c.annotations, c.annotations_in_binary
+            ),
+            revisions AS (
+                INSERT INTO configmap_revisions (configmap_id, name, namespace, configmirror_namespace,
+                                                 configmirror_name, operation, content_hash, source_uid, data,
+                                                 binary_data, data_in_binary, immutable, labels, annotations,
+                                                 annotations_in_binary)
+                SELECT id, name, namespace, $1, $2, 'deleted', content_hash, source_uid, data, binary_data,
+                       data_in_binary, immutable, labels, annotations, annotations_in_binary
+                FROM deleted
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM revisions) AS "deleted!", (SELECT count(*) FROM gone) AS "gone!"
+            "#,
+            mirror.namespace,
+            mirror.name,
+            keep.iter().map(|(ns, _)| ns.as_str()).bind_iter() as _,
+            keep.iter().map(|(_, n)| n.as_str()).bind_iter() as _,
+            max_rows,
+            max_bytes,
+        )
+        .fetch_one(&db.pool);
+        let pass = db.within("deleting rows", pass).await?;
+        deleted += pass.deleted as u64;
+        // `gone` was counted before this pass deleted: more remain only
+        // when it deleted fewer (and something).
+        if pass.deleted == 0 || pass.deleted >= pass.gone {
+            return Ok(deleted);
+        }
+    }
 }
 
 /// How long revisions are kept: by age, and/or the newest N per ConfigMap.
@@ -144,23 +218,36 @@ pub struct Retention {
     pub max_per_configmap: Option<u32>,
 }
 
-/// Deletes revisions the retention no longer keeps; returns how many.
-pub async fn prune(pool: &PgPool, retention: Retention) -> Result<u64, sqlx::Error> {
-    let mut pruned = 0;
+/// Revisions one pruning statement deletes at most: each statement then
+/// ends well within the database deadline however far behind retention is.
+pub const PRUNE_BATCH: i64 = 5_000;
+
+/// Deletes up to `PRUNE_BATCH` revisions per rule that the retention no
+/// longer keeps; returns how many, and whether a rule may have more.
+pub async fn prune_some(pool: &PgPool, retention: Retention) -> Result<(u64, bool), sqlx::Error> {
+    let (mut pruned, mut more) = (0, false);
     if let Some(age) = retention.max_age {
-        pruned += sqlx::query!(
-            "DELETE FROM configmap_revisions WHERE recorded_at < now() - make_interval(secs => $1)",
-            age.as_secs_f64()
+        let n = sqlx::query!(
+            r#"
+            DELETE FROM configmap_revisions WHERE id IN (
+                SELECT id FROM configmap_revisions
+                WHERE recorded_at < now() - make_interval(secs => $1)
+                LIMIT $2
+            )
+            "#,
+            age.as_secs_f64(),
+            PRUNE_BATCH
         )
         .execute(pool)
         .await?
         .rows_affected();
+        pruned += n;
+        more |= n >= PRUNE_BATCH as u64;
     }
     if let Some(keep) = retention.max_per_configmap {
-        pruned += sqlx::query!(
+        let n = sqlx::query!(
             r#"
-            DELETE FROM configmap_revisions r
-            USING (
+            DELETE FROM configmap_revisions WHERE id IN (
                 SELECT id FROM (
                     SELECT id, row_number() OVER (
                         PARTITION BY configmirror_namespace, configmirror_name, namespace, name
@@ -168,14 +255,17 @@ pub async fn prune(pool: &PgPool, retention: Retention) -> Result<u64, sqlx::Err
                     FROM configmap_revisions
                 ) ranked
                 WHERE rank > $1
-            ) old
-            WHERE r.id = old.id
+                LIMIT $2
+            )
             "#,
-            i64::from(keep)
+            i64::from(keep),
+            PRUNE_BATCH
         )
         .execute(pool)
         .await?
         .rows_affected();
+        pruned += n;
+        more |= n >= PRUNE_BATCH as u64;
     }
-    Ok(pruned)
+    Ok((pruned, more))
 }

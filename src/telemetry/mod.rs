@@ -1,5 +1,6 @@
 //! Logs, metrics and the HTTP endpoints that expose health and metrics.
 
+pub mod liveness;
 pub mod names;
 pub mod server;
 

@@ -12,6 +12,7 @@ pub const RECONCILE_TOTAL: &str = "configmirror_reconcile_total";
 pub const RECONCILE_DURATION: &str = "configmirror_reconcile_duration_seconds";
 pub const REPLICA_WRITES: &str = "configmirror_replica_writes_total";
 pub const REPLICATION_LAG: &str = "configmirror_replication_lag_seconds";
+pub const REPLICA_CONTENT_READS: &str = "configmirror_replica_content_reads_total";
 pub const CONFLICTS_DETECTED: &str = "configmirror_conflicts_detected_total";
 pub const REPLICA_CONFLICTS: &str = "configmirror_replica_conflicts";
 pub const MIRRORS: &str = "configmirror_mirrors";
@@ -36,6 +37,7 @@ pub const DB_SYNC_DURATION: &str = "configmirror_db_sync_duration_seconds";
 pub const DB_UP: &str = "configmirror_database_up";
 pub const DB_MIRRORS_UNSYNCED: &str = "configmirror_mirrors_database_unsynced";
 pub const DB_REVISIONS_PRUNED: &str = "configmirror_db_revisions_pruned_total";
+pub const DB_ROWS_ORPHANED: &str = "configmirror_rows_orphaned_total";
 
 pub const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -54,6 +56,10 @@ pub fn describe() {
         "1 while this process holds the leader Lease"
     );
     describe_counter!(RECONCILE_TOTAL, "Reconciles of ConfigMirrors by result");
+    describe_counter!(
+        REPLICA_CONTENT_READS,
+        "Replicas read whole (a change someone else made, or one whose content history start-up could not vouch for), by what they held"
+    );
     describe_histogram!(
         RECONCILE_DURATION,
         Unit::Seconds,
@@ -89,7 +95,11 @@ pub fn describe() {
     );
     describe_counter!(
         DB_ERRORS,
-        "Failed database syncs by kind (unreachable, auth, secret, migration, write)"
+        "Failed database syncs by kind (unreachable, timeout, auth, secret, migration, write)"
+    );
+    describe_counter!(
+        DB_ROWS_ORPHANED,
+        "Rows of deleted mirrors left in a database that could not be reached (see the RowsOrphaned event)"
     );
     describe_histogram!(
         DB_SYNC_DURATION,
@@ -153,6 +163,9 @@ pub fn initialize() {
         }
     }
     metrics::counter!(RECONCILE_TOTAL, "result" => "success").increment(0);
+    for result in ["in_sync", "drifted", "gone"] {
+        metrics::counter!(REPLICA_CONTENT_READS, "result" => result).increment(0);
+    }
     metrics::counter!(CONFLICTS_DETECTED).increment(0);
     for kind in ["normal", "warning"] {
         metrics::counter!(EVENTS_PUBLISHED, "type" => kind).increment(0);
@@ -160,6 +173,7 @@ pub fn initialize() {
     for op in ["created", "updated", "deleted"] {
         metrics::counter!(DB_ROWS_WRITTEN, "op" => op).increment(0);
     }
+    metrics::counter!(DB_ROWS_ORPHANED).increment(0);
     for kind in [
         "no_database",
         "secret",
@@ -167,6 +181,7 @@ pub fn initialize() {
         "unreachable",
         "migration",
         "write",
+        "timeout",
     ] {
         metrics::counter!(DB_ERRORS, "kind" => kind).increment(0);
     }

@@ -1,5 +1,6 @@
 //! /metrics on one address, /healthz and /readyz on another (port 0 picks
-//! a free port, logged), like controller-runtime's two listeners.
+//! a free port, logged), like controller-runtime's two listeners. /healthz
+//! is the liveness probe: it fails only when the controller is stuck.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,16 +14,26 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use super::liveness::Liveness;
 use super::{Error, parse_bind_address};
 
 /// What /readyz reports: named checks (caches, membership), each set by
 /// the part it describes; ready when there is at least one and all pass.
+/// And what /healthz reports: whether the controller makes progress.
 #[derive(Debug, Default)]
 pub struct Health {
     checks: Mutex<BTreeMap<&'static str, (bool, String)>>,
+    pub liveness: Arc<Liveness>,
 }
 
 impl Health {
+    pub fn new(liveness: Liveness) -> Self {
+        Self {
+            checks: Default::default(),
+            liveness: Arc::new(liveness),
+        }
+    }
+
     pub fn set(&self, check: &'static str, ok: bool, detail: &str) {
         self.checks
             .lock()
@@ -77,9 +88,19 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
 
 pub fn health_router(health: Arc<Health>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(health)
+}
+
+async fn healthz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
+    match health.liveness.check() {
+        Ok(()) => (StatusCode::OK, "ok".into()),
+        Err(stuck) => {
+            tracing::warn!(%stuck, "/healthz: failing");
+            (StatusCode::SERVICE_UNAVAILABLE, stuck)
+        }
+    }
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {

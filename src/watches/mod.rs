@@ -31,6 +31,8 @@ pub enum Trigger {
     },
     /// A replica owned by the mirror with this UID changed or disappeared.
     Replica { mirror_uid: String },
+    /// A persistence job of this mirror ended with news for its status.
+    Persisted { mirror_uid: String },
     /// A namespace appeared, changed labels, started terminating or vanished.
     Namespace { name: String },
 }

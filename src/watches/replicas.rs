@@ -1,24 +1,44 @@
-//! Replicas, found through the managed-by label only. Each arriving object
-//! is reduced to `ReplicaMeta` (its content replaced by a hash), so a 1 MiB
-//! ConfigMap fanned out to 1,000 namespaces costs kilobytes here, not a GiB.
+//! Replicas, found through the managed-by label only and watched as
+//! metadata only (a watcher over `Api<PartialObjectMeta<ConfigMap>>`,
+//! what kube 5 made of `metadata_watcher`): a 1 MiB ConfigMap fanned out to
+//! 1,000 namespaces costs kilobytes here, not a GiB, at start as much as
+//! later. What each replica holds is known without its content (see
+//! `content`): what we wrote, what we read of a change someone else made,
+//! or its recorded hash when nobody else owns its content fields.
+//!
+//! Lists are consistent and paginated, unlike the other watches (see
+//! `watches::watch_config`): the API server ignores `limit` at
+//! resourceVersion=0 (kube then sends no resourceVersion anyway), so a
+//! paginated list is a consistent one. Kubernetes 1.34 serves both its
+//! first page and each continuation from the watch cache
+//! (ConsistentListFromCache, ListFromCacheSnapshot), reading etcd only when
+//! the cache cannot catch up within seconds; the replicas of a large
+//! cluster then never arrive as one response of every replica at once.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+mod content;
+
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::ListParams;
+use kube::api::{ListParams, ObjectMeta, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Readiness, Trigger, TriggerSender};
 use crate::api::keys;
+use crate::plan::model::older;
 use crate::plan::{ReplicaIndex, ReplicaMeta};
+use content::Pending;
 
 /// Mirror UIDs per replica list when loading many (keeps the selector,
 /// and so the request line, to a few kilobytes).
 const LOAD_CHUNK: usize = 50;
+/// Replicas per list page (metadata: about a kilobyte each).
+const PAGE_SIZE: u32 = 500;
 
 pub struct ReplicaCache {
     index: RwLock<ReplicaIndex>,
@@ -31,6 +51,13 @@ pub struct ReplicaCache {
 /// The label selector of every replica this operator wrote.
 pub fn managed_selector() -> String {
     format!("{}={}", keys::MANAGED_BY, keys::MANAGED_BY_VALUE)
+}
+
+/// A replica in a (re-)list, before the index takes the list.
+enum Listed {
+    Known(ReplicaMeta),
+    /// Its content must be read first.
+    Read(String, String),
 }
 
 impl ReplicaCache {
@@ -46,49 +73,55 @@ impl ReplicaCache {
             ready,
             loaded: sharded.then(Default::default),
         });
+        let pending = cache.start_reader(client.clone(), triggers.clone());
         let this = cache.clone();
         let task = tokio::spawn(async move {
-            let api: Api<ConfigMap> = Api::all(client);
-            let config = super::watch_config().labels(&managed_selector());
+            let api: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
+            let config = watcher::Config::default()
+                .labels(&managed_selector())
+                .page_size(PAGE_SIZE);
             let mut events = watcher(api, config).default_backoff().boxed();
-            let mut buffer: Vec<ReplicaMeta> = Vec::new();
+            let mut buffer: Vec<Listed> = Vec::new();
             loop {
                 let Some(event) = super::next_event(&mut events, "replicas").await else {
                     return;
                 };
                 match event {
                     watcher::Event::Init => buffer.clear(),
-                    watcher::Event::InitApply(cm) => {
-                        if this.keeps(&cm) {
-                            buffer.push(ReplicaMeta::from_configmap(&cm));
+                    watcher::Event::InitApply(obj) => {
+                        if this.keeps(&obj.metadata) {
+                            buffer.push(this.listed(&obj.metadata));
                         }
                     }
                     watcher::Event::InitDone => {
-                        let owners = this.reset(std::mem::take(&mut buffer));
+                        let fresh = settle(&client, std::mem::take(&mut buffer)).await;
+                        let owners = this.reset(fresh);
                         if ready_tx.send_replace(true) {
                             for mirror_uid in owners {
                                 let _ = triggers.send(Trigger::Replica { mirror_uid });
                             }
                         }
                     }
-                    watcher::Event::Apply(cm) => {
-                        // Another shard's replica, or our own write coming back
-                        // (already recorded, nothing to hash).
-                        if !this.keeps(&cm) || this.already_seen(&cm) {
+                    watcher::Event::Apply(obj) => {
+                        // Another shard's replica, or our own write coming back.
+                        let m = &obj.metadata;
+                        if !this.keeps(m) || this.already_seen(m) {
                             continue;
                         }
-                        let meta = ReplicaMeta::from_configmap(&cm);
-                        let owner = meta.mirror_uid.clone();
-                        let changed = this.index.write().unwrap().observe(meta);
-                        if let (true, Some(mirror_uid)) = (changed, owner) {
-                            let _ = triggers.send(Trigger::Replica { mirror_uid });
-                        }
+                        // Someone else's change, or our own write not yet
+                        // recorded: read it after the grace unless recorded by then.
+                        let _ = pending.send(Pending {
+                            namespace: m.namespace.clone().unwrap_or_default(),
+                            name: m.name.clone().unwrap_or_default(),
+                            resource_version: m.resource_version.clone().unwrap_or_default(),
+                            due: tokio::time::Instant::now() + content::GRACE,
+                        });
                     }
-                    watcher::Event::Delete(cm) => {
-                        if !this.keeps(&cm) {
+                    watcher::Event::Delete(obj) => {
+                        if !this.keeps(&obj.metadata) {
                             continue;
                         }
-                        let meta = ReplicaMeta::from_configmap(&cm);
+                        let meta = ReplicaMeta::from_parts(&obj.metadata, String::new(), false);
                         this.index.write().unwrap().forget(
                             &meta.namespace,
                             &meta.name,
@@ -104,55 +137,117 @@ impl ReplicaCache {
         (cache, task)
     }
 
-    /// Replaces the index with a fresh list; returns the owners of entries
-    /// that changed, appeared or vanished.
+    /// The background reader of changes someone else made; what it reads
+    /// enters the index and wakes the mirrors concerned.
+    fn start_reader(
+        self: &Arc<Self>,
+        client: Client,
+        triggers: TriggerSender,
+    ) -> mpsc::UnboundedSender<Pending> {
+        let (this, that) = (self.clone(), self.clone());
+        let still_unknown = move |p: &Pending| {
+            !this.read().get(&p.namespace, &p.name).is_some_and(|r| {
+                r.resource_version == p.resource_version
+                    || older(&p.resource_version, &r.resource_version)
+            })
+        };
+        let found = move |meta: ReplicaMeta| {
+            if !that.keeps_owner(meta.mirror_uid.as_deref()) {
+                return;
+            }
+            let mut owners: Vec<String> = meta.mirror_uid.iter().cloned().collect();
+            let mut index = that.index.write().unwrap();
+            owners.extend(
+                index
+                    .get(&meta.namespace, &meta.name)
+                    .and_then(|old| old.mirror_uid.clone()),
+            );
+            if index.observe(meta) {
+                drop(index);
+                owners.dedup();
+                for mirror_uid in owners {
+                    let _ = triggers.send(Trigger::Replica { mirror_uid });
+                }
+            }
+        };
+        // The reader ends when the watch task (the only sender) does.
+        let (tx, _reader) = content::start_reader(client, still_unknown, found);
+        tx
+    }
+
+    /// What a listed replica is known to hold, or that it must be read:
+    /// unchanged since we knew it, first seen and trusted, or neither.
+    fn listed(&self, meta: &ObjectMeta) -> Listed {
+        let (ns, name, rv) = (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+            meta.resource_version.clone().unwrap_or_default(),
+        );
+        match self.read().get(&ns, &name) {
+            Some(known) if known.resource_version == rv || older(&rv, &known.resource_version) => {
+                return Listed::Known(known.clone());
+            }
+            // Changed while the watch was down: by us or by someone else.
+            Some(_) => return Listed::Read(ns, name),
+            None => {}
+        }
+        match content::trusted(meta) {
+            Some(known) => Listed::Known(known),
+            None => Listed::Read(ns, name),
+        }
+    }
+
+    /// Replaces the index with a fresh list (keeping what we recorded of a
+    /// newer version meanwhile); returns the owners of entries that changed,
+    /// appeared or vanished.
     fn reset(&self, fresh: Vec<ReplicaMeta>) -> BTreeSet<String> {
         let mut index = self.index.write().unwrap();
-        let before: HashMap<(String, String), (String, Option<String>)> = fresh
-            .iter()
-            .filter_map(|m| {
-                index.get(&m.namespace, &m.name).map(|old| {
-                    (
-                        (m.namespace.clone(), m.name.clone()),
-                        (old.resource_version.clone(), old.mirror_uid.clone()),
-                    )
-                })
-            })
-            .collect();
         let mut owners = BTreeSet::new();
-        for m in &fresh {
-            match before.get(&(m.namespace.clone(), m.name.clone())) {
-                Some((rv, _)) if *rv == m.resource_version => {}
-                Some((_, old_owner)) => {
-                    owners.extend(old_owner.iter().chain(m.mirror_uid.iter()).cloned())
+        let mut keys = HashSet::with_capacity(fresh.len());
+        let mut kept = Vec::with_capacity(fresh.len());
+        for m in fresh {
+            keys.insert((m.namespace.clone(), m.name.clone()));
+            match index.get(&m.namespace, &m.name) {
+                Some(old)
+                    if old.resource_version == m.resource_version
+                        || older(&m.resource_version, &old.resource_version) =>
+                {
+                    kept.push(old.clone());
                 }
-                None => owners.extend(m.mirror_uid.iter().cloned()),
+                Some(old) => {
+                    owners.extend(old.mirror_uid.iter().chain(m.mirror_uid.iter()).cloned());
+                    kept.push(m);
+                }
+                None => {
+                    owners.extend(m.mirror_uid.iter().cloned());
+                    kept.push(m);
+                }
             }
         }
-        let fresh_keys: BTreeSet<(String, String)> = fresh
-            .iter()
-            .map(|m| (m.namespace.clone(), m.name.clone()))
-            .collect();
-        let vanished_owners: Vec<String> = index
-            .all()
-            .filter(|m| !fresh_keys.contains(&(m.namespace.clone(), m.name.clone())))
-            .filter_map(|m| m.mirror_uid.clone())
-            .collect();
-        owners.extend(vanished_owners);
-        index.reset(fresh);
+        owners.extend(
+            index
+                .all()
+                .filter(|m| !keys.contains(&(m.namespace.clone(), m.name.clone())))
+                .filter_map(|m| m.mirror_uid.clone()),
+        );
+        index.reset(kept);
         owners
     }
 
-    fn keeps(&self, cm: &ConfigMap) -> bool {
+    fn keeps(&self, meta: &ObjectMeta) -> bool {
+        self.keeps_owner(
+            meta.labels
+                .as_ref()
+                .and_then(|l| l.get(keys::MIRROR_UID))
+                .map(String::as_str),
+        )
+    }
+
+    fn keeps_owner(&self, mirror_uid: Option<&str>) -> bool {
         let Some(loaded) = &self.loaded else {
             return true;
         };
-        let uid = cm
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(keys::MIRROR_UID));
-        uid.is_some_and(|u| loaded.lock().unwrap().contains(u))
+        mirror_uid.is_some_and(|u| loaded.lock().unwrap().contains(u))
     }
 
     /// Sharded: starts keeping `mirror_uid`'s replicas, listing them once
@@ -167,8 +262,8 @@ impl ReplicaCache {
     }
 
     /// `ensure_loaded` for many mirrors at once (a member acquiring a
-    /// failed member's share): one list per `LOAD_CHUNK` mirrors instead of
-    /// one per mirror.
+    /// failed member's share): one paginated metadata list per
+    /// `LOAD_CHUNK` mirrors instead of one list per mirror.
     pub async fn ensure_loaded_all(
         &self,
         client: &Client,
@@ -187,27 +282,40 @@ impl ReplicaCache {
                 .cloned()
                 .collect()
         };
-        let api: Api<ConfigMap> = Api::all(client.clone());
         for (i, chunk) in wanted.chunks(LOAD_CHUNK).enumerate() {
-            let selector = format!("{} in ({})", keys::MIRROR_UID, chunk.join(","));
-            match api.list(&ListParams::default().labels(&selector)).await {
-                Ok(listed) => {
-                    let mut index = self.index.write().unwrap();
-                    for cm in &listed.items {
-                        index.observe(ReplicaMeta::from_configmap(cm));
-                    }
+            if let Err(e) = self.load(client, chunk).await {
+                // Not loaded after all: each reconcile tries again for its own.
+                let mut l = loaded.lock().unwrap();
+                for uid in &wanted[i * LOAD_CHUNK..] {
+                    l.remove(uid);
                 }
-                Err(e) => {
-                    // Not loaded after all: each reconcile tries again for its own.
-                    let mut l = loaded.lock().unwrap();
-                    for uid in &wanted[i * LOAD_CHUNK..] {
-                        l.remove(uid);
-                    }
-                    return Err(e);
-                }
+                return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Lists the replicas of `mirror_uids` (metadata, page by page) into
+    /// the index, reading those whose recorded hash cannot be trusted.
+    async fn load(&self, client: &Client, mirror_uids: &[String]) -> Result<(), kube::Error> {
+        let api: Api<ConfigMap> = Api::all(client.clone());
+        let selector = format!("{} in ({})", keys::MIRROR_UID, mirror_uids.join(","));
+        let mut params = ListParams::default().labels(&selector).limit(PAGE_SIZE);
+        loop {
+            let page = api.list_metadata(&params).await?;
+            let listed: Vec<Listed> = page
+                .items
+                .iter()
+                .map(|o| self.listed(&o.metadata))
+                .collect();
+            for m in settle(client, listed).await {
+                self.index.write().unwrap().observe(m);
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params.continue_token = Some(token),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Sharded: forgets the replicas of mirrors this member no longer owns.
@@ -227,14 +335,16 @@ impl ReplicaCache {
         }
     }
 
-    fn already_seen(&self, cm: &ConfigMap) -> bool {
-        let m = &cm.metadata;
-        let (Some(ns), Some(name), Some(rv)) = (&m.namespace, &m.name, &m.resource_version) else {
+    /// Whether the index already holds this version of a replica, or a newer one.
+    fn already_seen(&self, meta: &ObjectMeta) -> bool {
+        let (Some(ns), Some(name), Some(rv)) =
+            (&meta.namespace, &meta.name, &meta.resource_version)
+        else {
             return false;
         };
         self.read()
             .get(ns, name)
-            .is_some_and(|r| r.resource_version == *rv)
+            .is_some_and(|r| r.resource_version == *rv || older(rv, &r.resource_version))
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, ReplicaIndex> {
@@ -257,4 +367,27 @@ impl ReplicaCache {
     pub fn readiness(&self) -> Readiness {
         self.ready.clone()
     }
+}
+
+/// Reads what must be read (`content::READS_AT_ONCE` at a time) and returns
+/// every listed replica whose content is now known; one that could not be
+/// read is left out, so the plan neither trusts nor rewrites it until a
+/// later event or list.
+async fn settle(client: &Client, listed: Vec<Listed>) -> Vec<ReplicaMeta> {
+    let mut known = Vec::with_capacity(listed.len());
+    let mut to_read = Vec::new();
+    for l in listed {
+        match l {
+            Listed::Known(m) => known.push(m),
+            Listed::Read(ns, name) => to_read.push((ns, name)),
+        }
+    }
+    if !to_read.is_empty() {
+        tracing::info!(
+            count = to_read.len(),
+            "reading replicas whose content the list cannot vouch for"
+        );
+        known.extend(content::read_all(client, to_read).await);
+    }
+    known
 }

@@ -166,7 +166,7 @@ impl SourceCache {
                 match event {
                     watcher::Event::Init => buffer.clear(),
                     watcher::Event::InitApply(cm) => {
-                        let s = ingest(&cm);
+                        let s = ingest(cm);
                         buffer.insert(s.name.clone(), s);
                     }
                     watcher::Event::InitDone => {
@@ -197,14 +197,11 @@ impl SourceCache {
                     }
                     watcher::Event::Apply(cm) => {
                         tracing::trace!(namespace = %ns, name = ?cm.metadata.name, "source changed");
-                        let s = ingest(&cm);
-                        let new_labels = s.labels.clone();
+                        let s = ingest(cm);
+                        let (new_labels, rv) = (s.labels.clone(), s.resource_version.clone());
                         let old = task_store.write().unwrap().insert(s.name.clone(), s);
                         match old {
-                            Some(old)
-                                if old.resource_version
-                                    == cm.metadata.resource_version.clone().unwrap_or_default() => {
-                            }
+                            Some(old) if old.resource_version == rv => {}
                             Some(old) => send(vec![old.labels.clone(), new_labels]),
                             None => send(vec![new_labels]),
                         }
@@ -229,8 +226,10 @@ impl SourceCache {
     }
 }
 
-fn ingest(cm: &ConfigMap) -> Arc<SourceConfigMap> {
-    let mut s = SourceConfigMap::from_configmap(cm);
+/// One copy per source: the object's maps are hashed, serialized and
+/// dropped here; everything downstream shares the result.
+fn ingest(cm: ConfigMap) -> Arc<SourceConfigMap> {
+    let mut s = SourceConfigMap::from_owned(cm);
     s.observed_at = Some(Instant::now());
     Arc::new(s)
 }

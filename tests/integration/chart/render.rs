@@ -187,6 +187,12 @@ fn the_chart_lints_and_renders_with_defaults_and_with_every_feature() {
         "--adopt-reference-replicas",
         "--database-secret-namespaces=platform-db",
         "--revision-max-age=90d",
+        "--database-timeout-seconds=5",
+        "--persistence-concurrency=4",
+        "--persistence-per-database=1",
+        "--database-idle-close-seconds=300",
+        "--orphan-rows-after-seconds=120",
+        "--stuck-after-seconds=600",
     ] {
         assert!(args.contains(flag), "{flag} not in {args}");
     }

@@ -9,6 +9,7 @@ pub mod helm;
 pub mod k8s;
 pub mod operator;
 pub mod postgres;
+pub mod proxy;
 pub mod release;
 pub mod scenario;
 pub mod shard;

@@ -1,4 +1,9 @@
-//! The finalizer: a mirror is deleted only after all its replicas are.
+//! The finalizer: a mirror is deleted only after all its replicas are, and
+//! its rows are deleted or recorded as orphaned.
+
+mod rows;
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -93,9 +98,13 @@ pub async fn cleanup(
                 .unwrap_or_else(|| "changed while deleting".into()),
         });
     }
-    // The rows go too, and their deletions are recorded. If the database is
-    // down this waits for it (set `database.enabled: false` to let go).
-    super::persist::delete_rows(ctx, mirror, id).await?;
+    // The rows go too (their deletions recorded), through the persistence
+    // queue: a finalizer never waits on a database, and a database that
+    // cannot be reached cannot hold the mirror (or its namespace) forever.
+    if !rows::released(ctx, mirror, id).await {
+        // The queue reconciles the mirror again when the deletion ends.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let remaining: Vec<String> = mirror
         .finalizers()
         .iter()

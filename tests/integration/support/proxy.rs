@@ -1,0 +1,91 @@
+//! A TCP proxy in front of a database that can fall silent the way a
+//! network partition does: connections stay open, nothing is answered.
+//! (Stopping the database would refuse connections at once, which is a
+//! different, easier fault.) `hold()` stops forwarding in both directions,
+//! also for connections made while held; `release()` resumes them with
+//! whatever was waiting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub struct SilentProxy {
+    pub addr: SocketAddr,
+    held: Arc<watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentProxy {
+    /// Forwards 127.0.0.1:<free port> to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = Arc::new(watch::channel(false).0);
+        let for_task = held.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let held = for_task.subscribe();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::join!(
+                        pump(client_read, server_write, held.clone()),
+                        pump(server_read, client_write, held),
+                    );
+                });
+            }
+        });
+        Self { addr, held, task }
+    }
+
+    /// From now on nothing passes, in either direction; connections stay open.
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+}
+
+impl Drop for SilentProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, never while held: bytes read while held wait
+/// until release (so a statement sent into a partition arrives late, as
+/// after a real one, or never if the connection is dropped first).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut held: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if held.wait_for(|h| !*h).await.is_err() {
+            return;
+        }
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            // Held while waiting to read: wait for release first.
+            _ = held.wait_for(|h| *h) => continue,
+        };
+        if held.wait_for(|h| !*h).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
