@@ -551,6 +551,7 @@ async fn scaling_a_single_replica_release_never_runs_two_active_controllers() {
         .iter()
         .filter(|e| {
             e.stage == "ResponseComplete"
+                && e.is_write()
                 && matches!(
                     e.object_ref.resource.as_str(),
                     "configmaps" | "configmirrors"
@@ -702,6 +703,7 @@ async fn helm_upgrade_between_modes_stops_the_old_mode_before_the_new_one_writes
     let mut span: HashMap<String, (f64, f64)> = HashMap::new();
     for e in audit.events().iter().filter(|e| {
         e.stage == "ResponseComplete"
+            && e.is_write()
             && matches!(
                 e.object_ref.resource.as_str(),
                 "configmaps" | "configmirrors"

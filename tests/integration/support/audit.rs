@@ -83,6 +83,15 @@ impl AuditEvent {
     pub fn accepted(&self) -> bool {
         self.stage == "ResponseComplete" && (200..300).contains(&self.response_status.code)
     }
+
+    /// A request that changes something. (Reads are in the log too: the
+    /// pods' service accounts are audited in full.)
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+    }
 }
 
 /// A position in the audit log; events after it are what a test caused.
@@ -118,7 +127,7 @@ impl AuditCursor {
     pub fn accepted_writes(&self, agent: &str, namespaces: &[&str]) -> Vec<AuditEvent> {
         self.events()
             .into_iter()
-            .filter(|e| e.accepted() && e.user_agent.starts_with(agent))
+            .filter(|e| e.accepted() && e.is_write() && e.user_agent.starts_with(agent))
             .filter(|e| {
                 namespaces.is_empty() || namespaces.contains(&e.object_ref.namespace.as_str())
             })

@@ -262,6 +262,7 @@ pub async fn assert_writes_within_ownership(
     let mut checked = 0;
     for e in events.iter().filter(|e| {
         e.accepted()
+            && e.is_write()
             && e.object_ref.resource == "configmaps"
             && targets.contains(&e.object_ref.namespace.as_str())
     }) {
