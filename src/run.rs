@@ -195,8 +195,16 @@ pub async fn run_controller(
         Duration::from_secs(args.database_idle_close_seconds.max(1)),
     )));
     let (namespaces, namespace_task) = NamespaceCache::start(client.clone(), triggers.clone());
-    let (replicas, replica_task) =
-        ReplicaCache::start(client.clone(), triggers.clone(), shard.is_some());
+    let (replicas, replica_task) = ReplicaCache::start(
+        client.clone(),
+        triggers.clone(),
+        shard.is_some(),
+        args.watch_namespace
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect(),
+    );
     let sources = SourceCache::new(client.clone(), triggers, Duration::from_secs(30));
     let settings = Settings {
         member: member.to_string(),

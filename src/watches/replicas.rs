@@ -46,6 +46,10 @@ pub struct ReplicaCache {
     /// Sharded: only replicas of these mirrors are kept (memory follows the
     /// member's share). `None`: every replica is kept.
     loaded: Option<Mutex<HashSet<String>>>,
+    /// `--watch-namespace`: only replicas of mirrors in these namespaces
+    /// are kept (empty: all). Another scope's replicas are not this
+    /// process's to index, nor to read when someone changes them.
+    mirror_namespaces: BTreeSet<String>,
 }
 
 /// The label selector of every replica this operator wrote.
@@ -66,12 +70,14 @@ impl ReplicaCache {
         client: Client,
         triggers: TriggerSender,
         sharded: bool,
+        mirror_namespaces: BTreeSet<String>,
     ) -> (Arc<Self>, JoinHandle<()>) {
         let (ready_tx, ready) = Readiness::new();
         let cache = Arc::new(Self {
             index: RwLock::new(ReplicaIndex::default()),
             ready,
             loaded: sharded.then(Default::default),
+            mirror_namespaces,
         });
         let pending = cache.start_reader(client.clone(), triggers.clone());
         let this = cache.clone();
@@ -235,6 +241,18 @@ impl ReplicaCache {
     }
 
     fn keeps(&self, meta: &ObjectMeta) -> bool {
+        if !self.mirror_namespaces.is_empty() {
+            let mirror_namespace = meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(keys::MIRROR))
+                .and_then(|m| m.split_once('/'))
+                .map(|(ns, _)| ns);
+            // (One without the annotation is kept: it cannot be placed.)
+            if mirror_namespace.is_some_and(|ns| !self.mirror_namespaces.contains(ns)) {
+                return false;
+            }
+        }
         self.keeps_owner(
             meta.labels
                 .as_ref()
