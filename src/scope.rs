@@ -65,9 +65,11 @@ impl Scope {
         }
     }
 
-    /// Whether writes may go on: false while a sharded member is fenced.
-    pub fn writable(&self) -> bool {
-        self.shard.as_ref().is_none_or(|v| v.writable())
+    /// Whether the running reconcile of mirror `uid` may send a write now
+    /// (sharded: the member's lease holds and the mirror is still its own
+    /// at the epoch the reconcile began under; see `ShardView::may_write`).
+    pub fn may_write(&self, uid: &str) -> bool {
+        self.shard.as_ref().is_none_or(|v| v.may_write(uid))
     }
 
     /// The single namespace to watch mirrors in, when the scope is exactly one.

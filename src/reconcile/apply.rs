@@ -123,8 +123,9 @@ async fn write_all(ctx: &Context, mirror: &MirrorIdentity, actions: Vec<Action>)
 }
 
 async fn execute(ctx: &Context, mirror: &MirrorIdentity, action: Action) -> Done {
-    // A fenced member (no heartbeat) writes nothing more, even mid-reconcile.
-    if !ctx.scope.writable() {
+    // Just before sending: a member whose lease ran out, or whose mirror
+    // moved or is draining, writes nothing more, even mid-reconcile.
+    if !ctx.scope.may_write(&mirror.uid) {
         return Done::Stale;
     }
     match action {

@@ -275,6 +275,11 @@ async fn write_status(
     if previous == Some(&status) {
         return Ok(false);
     }
+    // The same rule as replica writes: a member that may no longer write
+    // this mirror leaves its status to the new owner.
+    if !ctx.scope.may_write(&id.uid) {
+        return Ok(false);
+    }
     let api: Api<ConfigMirror> = Api::namespaced(ctx.client.clone(), &id.namespace);
     let patch = json!({
         "apiVersion": "mirror.configmirror.io/v1alpha1",

@@ -3,7 +3,7 @@
 //! leave on SIGTERM.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -33,6 +33,12 @@ impl Membership {
     /// fence when heartbeats work again. Returns only if another process
     /// took this member's name (then this one must stop).
     pub async fn run(&self, view: Arc<ShardView>, timing: Timing, health: Arc<Health>) {
+        // Whatever this loop is stuck on, the deadline fences on time.
+        let _watchdog = AbortOnDrop(tokio::spawn(watchdog(
+            view.clone(),
+            self.name.clone(),
+            timing.fence_after(),
+        )));
         let mut registered = false;
         let mut last_ok: Option<Instant> = None;
         let mut max_gap: f64 = 0.0;
@@ -40,13 +46,20 @@ impl Membership {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let started = Instant::now();
-            let result = if registered {
-                coordination::heartbeat(&self.pool, &self.name, self.incarnation).await
-            } else {
-                coordination::register(&self.pool, &self.name, self.incarnation)
-                    .await
-                    .map(|()| true)
+            let (started, started_wall) = (Instant::now(), SystemTime::now());
+            let call = async {
+                if registered {
+                    coordination::heartbeat(&self.pool, &self.name, self.incarnation).await
+                } else {
+                    coordination::register(&self.pool, &self.name, self.incarnation)
+                        .await
+                        .map(|()| true)
+                }
+            };
+            // A partition in the middle of a statement never returns by itself.
+            let result = match tokio::time::timeout(timing.heartbeat_timeout(), call).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {:?}", timing.heartbeat_timeout())),
             };
             metrics::histogram!(names::HEARTBEAT_DURATION).record(started.elapsed().as_secs_f64());
             match result {
@@ -60,6 +73,12 @@ impl Membership {
                         metrics::gauge!(names::HEARTBEAT_MAX_GAP).set(max_gap);
                     }
                     last_ok = Some(Instant::now());
+                    // From the start: the database may have recorded this
+                    // heartbeat at any moment since.
+                    view.renew(started + timing.fence_after());
+                    let until = started_wall + timing.fence_after();
+                    let unix = until.duration_since(UNIX_EPOCH).unwrap_or_default();
+                    metrics::gauge!(names::MEMBER_VALID_UNTIL).set(unix.as_secs_f64());
                     if view.unfence() {
                         tracing::info!(member = %self.name, "heartbeats work: no longer fenced");
                         metrics::gauge!(names::MEMBER_FENCED).set(0.0);
@@ -77,11 +96,8 @@ impl Membership {
                     tracing::warn!(member = %self.name, error = %e, silent_for = ?silent, "heartbeat failed");
                 }
             }
-            let silent = last_ok.map(|t| t.elapsed());
-            if silent.is_none_or(|s| s >= timing.fence_after()) && view.fence() {
-                tracing::warn!(member = %self.name, "no heartbeat for {:?}: fenced, writing nothing", timing.fence_after());
-                metrics::gauge!(names::MEMBER_FENCED).set(1.0);
-                metrics::counter!(names::FENCES).increment(1);
+            if view.expired(Instant::now()) {
+                fence(&view, &self.name, timing.fence_after());
             }
             health.set(
                 "membership",
@@ -102,5 +118,38 @@ impl Membership {
             Ok(()) => tracing::info!(member = %self.name, "left: mirrors held for the leave grace"),
             Err(e) => tracing::warn!(member = %self.name, error = %e, "could not record leaving"),
         }
+    }
+}
+
+/// Fences the member once its lease has run out; returns whether it was
+/// not fenced before.
+fn fence(view: &ShardView, member: &str, fence_after: Duration) -> bool {
+    let newly = view.fence();
+    if newly {
+        tracing::warn!(%member, "no heartbeat for {fence_after:?}: fenced, writing nothing");
+        metrics::gauge!(names::MEMBER_FENCED).set(1.0);
+        metrics::counter!(names::FENCES).increment(1);
+    }
+    newly
+}
+
+/// Fences the member the moment its lease runs out, even while the
+/// heartbeat loop is stuck (writes check the deadline themselves; this
+/// makes the fence, its metric and readiness follow at once).
+async fn watchdog(view: Arc<ShardView>, member: String, fence_after: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if view.expired(Instant::now()) {
+            fence(&view, &member, fence_after);
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

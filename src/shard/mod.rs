@@ -61,4 +61,12 @@ impl Timing {
     pub fn fence_after(&self) -> Duration {
         self.ttl.saturating_sub(self.margin)
     }
+
+    /// One heartbeat's own deadline: within the margin, so a heartbeat cut
+    /// off mid-statement fails while the lease it would renew still holds.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.margin
+            .min(self.heartbeat)
+            .max(Duration::from_millis(100))
+    }
 }

@@ -2,8 +2,9 @@
 //! the worker loop. One mutex guards ownership and in-flight work together,
 //! so a drain never misses a reconcile that is just starting.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -20,9 +21,15 @@ pub struct Owned {
 struct State {
     /// mirror UID → its assignment, for mirrors this member owns (active).
     owned: HashMap<String, Owned>,
-    in_flight: HashSet<String>,
+    /// mirror UID → the epoch its running reconcile began under.
+    in_flight: HashMap<String, i64>,
     /// No heartbeat for too long: write nothing.
     fenced: bool,
+    /// Writes may be sent until then (monotonic clock): the start of the
+    /// last successful heartbeat + TTL − margin. The coordinator counts a
+    /// member live until its heartbeat's time + TTL, so a write sent before
+    /// this instant can never overlap another member's ownership.
+    valid_until: Option<Instant>,
     /// The assignments were read since the last (un)fencing.
     fresh: bool,
     /// Counts the times ownership became fresh (start, and each resume
@@ -76,12 +83,12 @@ impl ShardView {
     /// as in flight until `end`.
     pub fn begin(&self, uid: &str) -> bool {
         let mut s = self.state.lock().unwrap();
-        if !s.fenced && s.fresh && s.owned.contains_key(uid) {
-            s.in_flight.insert(uid.to_string());
-            true
-        } else {
-            false
-        }
+        let epoch = match s.owned.get(uid) {
+            Some(owned) if !s.fenced && s.fresh => owned.epoch,
+            _ => return false,
+        };
+        s.in_flight.insert(uid.to_string(), epoch);
+        true
     }
 
     pub fn end(&self, uid: &str) {
@@ -89,12 +96,41 @@ impl ShardView {
     }
 
     pub fn in_flight(&self, uid: &str) -> bool {
-        self.state.lock().unwrap().in_flight.contains(uid)
+        self.state.lock().unwrap().in_flight.contains_key(uid)
     }
 
-    /// Whether writes may go on (checked before each write).
+    /// Whether this member's lease still holds: not fenced and before
+    /// `valid_until`.
     pub fn writable(&self) -> bool {
-        !self.state.lock().unwrap().fenced
+        self.state.lock().unwrap().writable(Instant::now())
+    }
+
+    /// Whether the running reconcile of `uid` may send a write now: the
+    /// lease holds, and the mirror is still this member's at the epoch the
+    /// reconcile began under (a drain or a move ends that at once).
+    /// Checked just before each replica write and status patch.
+    pub fn may_write(&self, uid: &str) -> bool {
+        let s = self.state.lock().unwrap();
+        s.writable(Instant::now())
+            && s.in_flight
+                .get(uid)
+                .is_some_and(|epoch| s.owned.get(uid).is_some_and(|o| o.epoch == *epoch))
+    }
+
+    /// A heartbeat that started at `started` succeeded: writes may go on
+    /// until `started + fence_after`.
+    pub fn renew(&self, valid_until: Instant) {
+        let mut s = self.state.lock().unwrap();
+        s.valid_until = Some(s.valid_until.map_or(valid_until, |v| v.max(valid_until)));
+    }
+
+    /// Whether the lease ran out (the watchdog then fences).
+    pub fn expired(&self, now: Instant) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .valid_until
+            .is_none_or(|v| now >= v)
     }
 
     /// Replaces the owned set with what the database says.
@@ -155,6 +191,12 @@ impl ShardView {
     }
 }
 
+impl State {
+    fn writable(&self, now: Instant) -> bool {
+        !self.fenced && self.valid_until.is_some_and(|v| now < v)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -173,6 +215,7 @@ pub(crate) mod tests {
 
     fn view(uids: &[&str]) -> ShardView {
         let v = ShardView::new("m");
+        v.renew(Instant::now() + std::time::Duration::from_secs(60));
         v.unfence();
         v.set_owned(uids.iter().map(|u| owned(u, 1)).collect());
         v
@@ -241,5 +284,40 @@ pub(crate) mod tests {
         assert!(v.owns("a") && v.owns("b"));
         assert_eq!(v.epoch("a"), Some(2));
         assert!(changes.has_changed().unwrap());
+    }
+
+    #[test]
+    fn writes_stop_at_the_lease_deadline_even_without_a_fence() {
+        let v = view(&["a"]);
+        assert!(v.begin("a") && v.may_write("a"));
+        // The heartbeat task may be stuck: the deadline alone stops writes.
+        let now = Instant::now();
+        let v2 = ShardView::new("m");
+        v2.renew(now);
+        v2.unfence();
+        v2.set_owned([owned("a", 1)].into());
+        assert!(v2.begin("a"));
+        assert!(!v2.may_write("a") && !v2.writable());
+        assert!(v2.expired(now));
+        // A later success extends it; an older one never shortens it.
+        v2.renew(now + std::time::Duration::from_secs(60));
+        v2.renew(now);
+        assert!(v2.may_write("a") && !v2.expired(now));
+    }
+
+    #[test]
+    fn a_reconcile_writes_only_under_the_epoch_it_began_with() {
+        let v = view(&["a"]);
+        assert!(v.begin("a"));
+        assert!(v.may_write("a"));
+        assert!(!v.may_write("b"), "not in flight");
+        // Moved away and back under a new epoch: the old reconcile is stale.
+        v.set_owned([owned("a", 2)].into());
+        assert!(!v.may_write("a"));
+        v.end("a");
+        assert!(v.begin("a") && v.may_write("a"));
+        // A drain ends the running reconcile's writes at once.
+        v.release("a");
+        assert!(!v.may_write("a"));
     }
 }

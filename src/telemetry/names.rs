@@ -21,6 +21,7 @@ pub const SOURCE_WATCHES: &str = "configmirror_source_namespaces_watched";
 pub const EVENTS_PUBLISHED: &str = "configmirror_events_published_total";
 pub const MEMBER_FENCED: &str = "configmirror_member_fenced";
 pub const FENCES: &str = "configmirror_member_fences_total";
+pub const MEMBER_VALID_UNTIL: &str = "configmirror_member_valid_until_seconds";
 pub const HEARTBEAT_DURATION: &str = "configmirror_member_heartbeat_duration_seconds";
 pub const HEARTBEAT_MAX_GAP: &str = "configmirror_member_heartbeat_max_gap_seconds";
 pub const SHARD_OWNED: &str = "configmirror_shard_owned_mirrors";
@@ -123,6 +124,11 @@ pub fn describe() {
         "1 while this member cannot heartbeat and writes nothing"
     );
     describe_counter!(FENCES, "Times this member fenced itself");
+    describe_gauge!(
+        MEMBER_VALID_UNTIL,
+        Unit::Seconds,
+        "Unix time until which this member may write: its last successful heartbeat's start + TTL - margin"
+    );
     describe_histogram!(
         HEARTBEAT_DURATION,
         Unit::Seconds,

@@ -11,6 +11,7 @@ use crate::support::db::TestDatabase;
 use crate::support::eventually;
 use crate::support::k8s::*;
 use crate::support::postgres::PrivatePostgres;
+use crate::support::proxy::SilentProxy;
 use crate::support::scenario::Scenario;
 use crate::support::shard::{Shards, assert_writes_within_ownership, loads, mirrors, replicated};
 
@@ -423,4 +424,102 @@ async fn a_mirror_created_while_membership_changes_is_reconciled() {
         all.values().all(|(m, _, _)| m != "a"),
         "a dead member still owns mirrors"
     );
+}
+
+/// A member whose database connection falls silent (connections open,
+/// nothing answered, as in a network partition) sends no ConfigMap write
+/// after its lease (last successful heartbeat's start + TTL − margin), and
+/// the other member takes its mirrors over within TTL + grace + 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_cut_off_from_its_database_writes_nothing_after_its_lease() {
+    let db = TestDatabase::create().await;
+    let parts = db.parts();
+    let upstream = format!("{}:{}", parts["host"], parts["port"])
+        .parse()
+        .unwrap();
+    let proxy = SilentProxy::start(upstream).await;
+    let through_proxy = db.url.replace(
+        &format!("{}:{}", parts["host"], parts["port"]),
+        &proxy.addr.to_string(),
+    );
+    let s = Scenario::new("shardcut", 1).await;
+    let mut shards = Shards::new(&s, &db.url, &[]).await;
+    // "a" first, so it is the coordinator and stays one.
+    shards.start(&s, "a").await;
+    eventually("a to coordinate", SETTLE, || async {
+        (shards.coordinator().await.1 == "a").then_some(())
+    })
+    .await;
+    shards.start_on(&s, "b", &through_proxy).await;
+    let uids = mirrors(&s, 20).await;
+    shards.settled(&uids, &["a", "b"], SETTLE).await;
+    replicated(&s, 20, "1", Duration::from_secs(60)).await;
+
+    // Sources change every 300 ms throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bumping = {
+        let (stop, client, source) = (stop.clone(), s.client.clone(), s.source.name.clone());
+        tokio::spawn(async move {
+            let mut v = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                v += 1;
+                for i in 0..20 {
+                    let patch = serde_json::json!({"data": {"v": format!("u{v}")}});
+                    patch_cm(&client, &source, &format!("m{i:04}"), patch).await;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let audit = AuditCursor::now();
+    proxy.hold();
+    let held = Instant::now();
+    let b = shards.get_ref("b");
+    eventually("b to fence", Duration::from_secs(20), || async {
+        (b.metric("configmirror_member_fenced").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let fenced_after = held.elapsed();
+    let valid_until = b
+        .metric("configmirror_member_valid_until_seconds")
+        .await
+        .expect("b's lease deadline");
+    // Others serve b's mirrors: every one owned by "a".
+    shards
+        .settled(&uids, &["a"], Duration::from_secs(4 + 2 + 2 + 5))
+        .await;
+    let moved_after = held.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    bumping.await.unwrap();
+    bump_sources(&s, 20, "final").await;
+    replicated(&s, 20, "final", Duration::from_secs(30)).await;
+
+    let agent = shards.get_ref("b").agent();
+    let targets = s.target_names();
+    let late: Vec<_> = audit
+        .events()
+        .into_iter()
+        .filter(|e| e.user_agent.starts_with(&agent))
+        .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .filter(|e| {
+            e.object_ref.resource == "configmaps" || e.object_ref.resource == "configmirrors"
+        })
+        .filter(|e| {
+            targets.contains(&e.object_ref.namespace.as_str())
+                || e.object_ref.namespace == s.home.name
+        })
+        .filter(|e| e.request_received_timestamp.unwrap_or(f64::MAX) > valid_until + 0.1)
+        .collect();
+    eprintln!(
+        "measured: partition -> fenced {:.2}s, -> b's mirrors owned by a {:.2}s",
+        fenced_after.as_secs_f64(),
+        moved_after.as_secs_f64()
+    );
+    assert!(
+        late.is_empty(),
+        "b wrote after its lease ended at {valid_until}: {}",
+        crate::support::audit::summary(&late)
+    );
+    proxy.release();
 }

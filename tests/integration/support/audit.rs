@@ -21,6 +21,9 @@ pub struct AuditEvent {
     /// When the request completed, seconds since the epoch.
     #[serde(default, deserialize_with = "timestamp")]
     pub stage_timestamp: Option<f64>,
+    /// When the API server received the request, seconds since the epoch.
+    #[serde(default, deserialize_with = "timestamp")]
+    pub request_received_timestamp: Option<f64>,
 }
 
 fn timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {

@@ -40,10 +40,17 @@ impl Shards {
 
     /// Starts member `name` (ready: registered and caches synced).
     pub async fn start(&mut self, s: &Scenario, name: &str) {
+        let url = self.database_url.clone();
+        self.start_on(s, name, &url).await;
+    }
+
+    /// Starts member `name` reaching the database at `database_url` (the
+    /// same database through a proxy, say).
+    pub async fn start_on(&mut self, s: &Scenario, name: &str, database_url: &str) {
         let mut b = Operator::scoped(&[&s.home.name])
             .member(name)
             .arg("--sharding")
-            .arg(format!("--database-url={}", self.database_url))
+            .arg(format!("--database-url={database_url}"))
             .arg(format!("--namespace={}", self.lease_namespace.name))
             .arg(format!("--coordinator-lease={}", self.lease))
             // Many members share one PostgreSQL in the test run.
