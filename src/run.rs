@@ -347,7 +347,9 @@ async fn prune_revisions(
     loop {
         tick.tick().await;
         for db in databases.all().await {
-            let Ok(pool) = db.ready().await else { continue };
+            let Ok(pool) = db.ready_unused().await else {
+                continue;
+            };
             let mut pruned = 0;
             // Batch after batch, each statement within the deadline.
             let failed = loop {
@@ -404,9 +406,12 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .default()
         .await?
         .expect("a default database was configured");
-    migrations::run(&db.pool, &migrations::persistence()).await?;
+    // A person (or a Helm hook) waits: the lock may be held by a replica
+    // that is migrating right now.
+    let deadline = Duration::from_secs(600);
+    migrations::run_within(&db.options, migrations::persistence(), &db.label, deadline).await?;
     // The operator's own database is also the coordination database.
-    migrations::run(&db.pool, &migrations::coordination()).await?;
+    migrations::run_within(&db.options, migrations::coordination(), &db.label, deadline).await?;
     tracing::info!("persistence and coordination migrations applied");
     Ok(())
 }

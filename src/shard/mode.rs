@@ -40,7 +40,14 @@ pub async fn run(
             return Ok(());
         }
     };
-    while let Err(e) = migrate::run(&db.pool, &migrate::coordination()).await {
+    while let Err(e) = migrate::run_within(
+        &db.options,
+        migrate::coordination(),
+        &db.label,
+        db.deadlines.migration,
+    )
+    .await
+    {
         tracing::warn!(error = %e, "cannot migrate the coordination database yet; retrying");
         if wait_or_stop(&shutdown, Duration::from_secs(2)).await {
             return Ok(());
@@ -51,7 +58,11 @@ pub async fn run(
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(6)
         .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy_with(db.options.clone());
+        .connect_lazy_with(
+            db.options
+                .clone()
+                .application_name("configmirror-coordination"),
+        );
     let timing = args.timing();
     let view = Arc::new(ShardView::new(member));
     let membership = Arc::new(Membership::new(pool.clone(), member));

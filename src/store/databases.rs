@@ -19,6 +19,9 @@ use super::deadline::{self, Deadlines};
 use super::{Error, migrate};
 use crate::api::DatabaseSpec;
 
+/// How long a failed migration run answers for the next callers too.
+const MIGRATION_FAILURE_SHARED_FOR: Duration = Duration::from_secs(5);
+
 pub struct Database {
     /// `default`, or `<namespace>/<name>` of its Secret: safe to show.
     pub label: String,
@@ -29,6 +32,10 @@ pub struct Database {
     pub options: PgConnectOptions,
     pub deadlines: Deadlines,
     migrated: OnceCell<()>,
+    /// One migration run at a time, and its latest failure, which every
+    /// caller waiting on that run (and any for a few seconds after) gets
+    /// at once instead of each paying the deadline again in turn.
+    migration_failure: tokio::sync::Mutex<Option<(Instant, Error)>>,
     /// When a caller last asked for it, so idle tenant pools can be closed.
     last_used: Mutex<Instant>,
 }
@@ -56,37 +63,52 @@ impl Database {
             options,
             deadlines,
             migrated: OnceCell::new(),
+            migration_failure: tokio::sync::Mutex::new(None),
             last_used: Mutex::new(Instant::now()),
         }
     }
 
     /// The pool, once this database's persistence migrations have run
-    /// (within the migration deadline; a timed-out run is tried again by
-    /// the next caller).
+    /// (within the migration deadline; after a failed run the next caller
+    /// past `MIGRATION_FAILURE_SHARED_FOR` tries again).
     pub async fn ready(&self) -> Result<&PgPool, Error> {
         *self.last_used.lock().unwrap() = Instant::now();
-        self.migrated
-            .get_or_try_init(|| async {
-                let migrator = migrate::persistence();
-                let run = migrate::run(&self.pool, &migrator);
-                match tokio::time::timeout(self.deadlines.migration, run).await {
-                    Err(_) => Err(Error::Timeout(
-                        self.label.clone(),
-                        "migrating",
-                        self.deadlines.migration,
-                    )),
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(sqlx::migrate::MigrateError::Execute(inner))) => {
-                        Err(match Error::from_sqlx(&self.label, &inner) {
-                            Error::Write(db, msg) => Error::Migration(db, msg),
-                            other => other,
-                        })
-                    }
-                    Ok(Err(other)) => Err(Error::Migration(self.label.clone(), other.to_string())),
-                }
-            })
-            .await?;
-        Ok(&self.pool)
+        self.ready_unused().await
+    }
+
+    /// `ready` for housekeeping (revision pruning): it does not count as
+    /// use, or it would keep every idle tenant's pool open.
+    pub async fn ready_unused(&self) -> Result<&PgPool, Error> {
+        if self.migrated.initialized() {
+            return Ok(&self.pool);
+        }
+        let mut failure = self.migration_failure.lock().await;
+        if self.migrated.initialized() {
+            return Ok(&self.pool);
+        }
+        if let Some((at, e)) = &*failure
+            && at.elapsed() < MIGRATION_FAILURE_SHARED_FOR
+        {
+            return Err(e.clone());
+        }
+        match migrate::run_within(
+            &self.options,
+            migrate::persistence(),
+            &self.label,
+            self.deadlines.migration,
+        )
+        .await
+        {
+            Ok(()) => {
+                let _ = self.migrated.set(());
+                *failure = None;
+                Ok(&self.pool)
+            }
+            Err(e) => {
+                *failure = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
     }
 
     /// Runs one statement (`what`) within the statement deadline; a

@@ -12,6 +12,9 @@ use sqlx::postgres::PgConnectOptions;
 
 use super::Error;
 
+/// `application_name` of the operator's persistence sessions.
+pub const APPLICATION_NAME: &str = "configmirror";
+
 /// How long each kind of call may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {
@@ -46,7 +49,8 @@ impl Deadlines {
     /// silent connection is covered by the deadlines above.)
     pub fn session_options(&self, options: PgConnectOptions) -> PgConnectOptions {
         let ms = |d: Duration| format!("{}ms", d.as_millis());
-        options.options([
+        // Named, so a DBA sees in pg_stat_activity whose connections these are.
+        options.application_name(APPLICATION_NAME).options([
             ("statement_timeout", ms(self.statement)),
             ("lock_timeout", ms(self.statement / 2)),
             (
@@ -68,9 +72,18 @@ pub async fn within<T>(
     call: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, Error> {
     match tokio::time::timeout(limit, call).await {
+        Ok(Err(e)) if is_server_timeout(&e) => Err(Error::Timeout(label.to_string(), what, limit)),
         Ok(result) => result.map_err(|e| Error::from_sqlx(label, &e)),
         Err(_) => Err(Error::Timeout(label.to_string(), what, limit)),
     }
+}
+
+/// Whether PostgreSQL itself ended the statement at a deadline we set:
+/// `statement_timeout` (57014, query_canceled) or `lock_timeout` (55P03,
+/// lock_not_available). A slow server then reads as the same Timeout as a
+/// silent one, not as a failed write.
+pub fn is_server_timeout(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("57014" | "55P03")))
 }
 
 /// sqlx reports both a refusing and a silent database as "pool timed out"

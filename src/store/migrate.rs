@@ -3,8 +3,14 @@
 //! history table, so persistence and coordination never trip over each
 //! other on one database (and neither over a `_sqlx_migrations` of someone else).
 
-use sqlx::PgPool;
+use std::time::Duration;
+
+use sqlx::Connection;
 use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+use super::Error;
+use super::deadline::is_server_timeout;
 
 pub const PERSISTENCE_HISTORY: &str = "_configmirror_persistence_migrations";
 
@@ -24,6 +30,56 @@ pub fn coordination() -> Migrator {
     m
 }
 
-pub async fn run(pool: &PgPool, migrator: &Migrator) -> Result<(), MigrateError> {
-    migrator.run(pool).await
+/// Runs `migrator` on a connection of its own whose statements and lock
+/// waits (sqlx's advisory lock included) PostgreSQL ends at `deadline`, as
+/// the client ends the whole run: another session holding the lock, or a
+/// database that hangs, costs a Timeout and a later retry, never a stuck
+/// caller. The pool's sessions keep their shorter statement deadline, which
+/// a migration statement may need to exceed.
+pub async fn run_within(
+    options: &PgConnectOptions,
+    migrator: Migrator,
+    label: &str,
+    deadline: Duration,
+) -> Result<(), Error> {
+    let run = async {
+        let mut conn = PgConnection::connect_with(options)
+            .await
+            .map_err(|e| Error::from_sqlx(label, &e))?;
+        let limit = format!("{}ms", deadline.as_millis());
+        let limited = sqlx::query(
+            "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)",
+        )
+        .bind(&limit)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| Error::from_sqlx(label, &e));
+        let result = match limited {
+            // What `run` does, minus its `Acquire` bound, which makes the
+            // future fail `Send` in a spawned task (sqlx's own workaround).
+            Ok(_) => migrator
+                .run_direct(None, &mut conn, false)
+                .await
+                .map_err(|e| migration_error(label, deadline, e)),
+            Err(e) => Err(e),
+        };
+        let _ = conn.close().await;
+        result
+    };
+    tokio::time::timeout(deadline, run)
+        .await
+        .unwrap_or_else(|_| Err(Error::Timeout(label.to_string(), "migrating", deadline)))
+}
+
+fn migration_error(label: &str, deadline: Duration, e: MigrateError) -> Error {
+    match e {
+        MigrateError::Execute(inner) if is_server_timeout(&inner) => {
+            Error::Timeout(label.to_string(), "migrating", deadline)
+        }
+        MigrateError::Execute(inner) => match Error::from_sqlx(label, &inner) {
+            Error::Write(db, message) => Error::Migration(db, message),
+            other => other,
+        },
+        other => Error::Migration(label.to_string(), other.to_string()),
+    }
 }

@@ -365,3 +365,117 @@ async fn deleting_a_namespace_never_waits_on_its_mirrors_rows() {
         wait_cm_gone(&s.client, t, "cfg-b").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_tenant_pool_closes_and_opens_again_on_the_next_change() {
+    let db = TestDatabase::create().await;
+    let s = Scenario::new("idlepool", 1).await;
+    secret(&s.client, &s.home.name, "tenant-db", &db.parts()).await;
+    let op = s
+        .operator()
+        .arg("--database-idle-close-seconds=3")
+        // Pruning passes every second: housekeeping must not count as use.
+        .arg("--revision-prune-interval-seconds=1")
+        .arg("--revision-max-per-configmap=5")
+        .start()
+        .await;
+    let database = mirror_with_secret(&s, None, "tenant-db").database;
+    let names = mirrors_with(&s, 2, database).await;
+    let pool = db.pool().await;
+    rows_at(&pool, &s, &names, "1").await;
+    let written = Instant::now();
+    let (open, _) = db.operator_sessions().await;
+    assert!(open > 0, "no operator session right after its writes");
+
+    eventually("the idle tenant pool closed", WAIT, || async {
+        (db.operator_sessions().await.0 == 0).then_some(())
+    })
+    .await;
+    eprintln!(
+        "measured: an idle tenant pool ({open} sessions) closed {:.1}s after the last write (idle close 3 s)",
+        written.elapsed().as_secs_f64()
+    );
+    assert!(op.logged("closing the pool of an idle database"));
+    // Several pruning passes later it is still closed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        db.operator_sessions().await.0,
+        0,
+        "housekeeping reopened it"
+    );
+
+    // The next change opens a new pool and is written.
+    bump(&s, &names, "2").await;
+    rows_at(&pool, &s, &names, "2").await;
+    all_database_synced(&s, &names, "True", "Synced").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_migration_lock_held_elsewhere_costs_a_timeout_and_no_replica() {
+    use sqlx::Connection;
+    use sqlx::migrate::Migrate;
+
+    let db = TestDatabase::create().await;
+    // Another migrator (a replica mid-migration, a stuck job) holds the
+    // advisory lock sqlx migrates under, on a database not yet migrated.
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    holder.lock().await.unwrap();
+    let s = Scenario::new("miglock", 1).await;
+    secret(&s.client, &s.home.name, "tenant-db", &db.parts()).await;
+    let _op = s.operator().arg(DEADLINE).start().await;
+    let migration =
+        configmirror::store::Deadlines::from_statement(Duration::from_secs(2)).migration;
+
+    let created = Instant::now();
+    let database = mirror_with_secret(&s, None, "tenant-db").database;
+    let names = mirrors_with(&s, 3, database).await;
+    replicated(&s, names.len(), "1", WAIT).await;
+    let replicated_after = created.elapsed();
+    all_database_synced(&s, &names, "False", "Timeout").await;
+    let timed_out_after = created.elapsed();
+    eprintln!(
+        "measured: with the migration lock held, replicas in {:.2}s, Timeout after {:.2}s (migration deadline {migration:?})",
+        replicated_after.as_secs_f64(),
+        timed_out_after.as_secs_f64()
+    );
+    assert!(
+        replicated_after < migration,
+        "replication waited on the migration: {replicated_after:?}"
+    );
+    // The wait is the migration's deadline, not a statement's: another
+    // replica's migration may legitimately hold the lock that long.
+    assert!(
+        timed_out_after >= migration,
+        "gave up on the lock before the migration deadline: {timed_out_after:?}"
+    );
+    assert!(
+        timed_out_after < migration * 3,
+        "no Timeout within 3 x the migration deadline: {timed_out_after:?}"
+    );
+    let mirror = get_mirror(&s.client, &s.home.name, &names[0])
+        .await
+        .unwrap();
+    let message = condition(mirror.status.as_ref().unwrap(), "DatabaseSynced")
+        .unwrap()
+        .message
+        .clone();
+    assert!(message.contains("migrating"), "{message}");
+    // PostgreSQL ends each lock wait itself: a client-side deadline alone
+    // would leave the server session queued behind the lock (it does not
+    // notice a vanished client while it waits), one more per retry.
+    let mut most_waiting = 0;
+    let watching = Instant::now();
+    while watching.elapsed() < migration * 2 {
+        most_waiting = most_waiting.max(db.operator_sessions().await.1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        most_waiting, 1,
+        "operator sessions waiting on the lock at once"
+    );
+
+    holder.unlock().await.unwrap();
+    let pool = db.pool().await;
+    rows_at(&pool, &s, &names, "1").await;
+    all_database_synced(&s, &names, "True", "Synced").await;
+}

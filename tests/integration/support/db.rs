@@ -50,6 +50,26 @@ impl TestDatabase {
             .expect("connect to the test database")
     }
 
+    /// The operator's sessions on this database (its `application_name`),
+    /// as `(all, waiting on a lock)`; read from the admin database, so the
+    /// reader is never one of them.
+    pub async fn operator_sessions(&self) -> (i64, i64) {
+        let admin = PgPool::connect(&self.admin)
+            .await
+            .expect("connect to the admin database");
+        let counted = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE wait_event_type = 'Lock') \
+             FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+        )
+        .bind(&self.name)
+        .bind(configmirror::store::deadline::APPLICATION_NAME)
+        .fetch_one(&admin)
+        .await
+        .expect("read pg_stat_activity");
+        admin.close().await;
+        counted
+    }
+
     /// host, port, dbname, username, password of this database.
     pub fn parts(&self) -> BTreeMap<&'static str, String> {
         parts_of(&self.url)
