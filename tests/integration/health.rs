@@ -11,79 +11,13 @@
 //! and every request its reconcile sends goes unanswered.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 use crate::support::k8s::*;
 use crate::support::operator::Operator;
+use crate::support::proxy::SilentProxy;
 use crate::support::scenario::Scenario;
 use crate::support::{cluster_var, eventually};
-
-/// A TCP proxy that can hold what clients send (requests, TLS handshakes)
-/// while it keeps forwarding what the server sends back.
-struct RequestHold {
-    addr: SocketAddr,
-    held: Arc<watch::Sender<bool>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RequestHold {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let held = Arc::new(watch::channel(false).0);
-        let for_task = held.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let held = for_task.subscribe();
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let (mut client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let _ = tokio::join!(
-                        requests(&mut client_read, &mut server_write, held),
-                        tokio::io::copy(&mut server_read, &mut client_write),
-                    );
-                });
-            }
-        });
-        Self { addr, held, task }
-    }
-
-    fn hold(&self, held: bool) {
-        self.held.send_replace(held);
-    }
-}
-
-impl Drop for RequestHold {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Copies client to server, waiting out every hold before forwarding.
-async fn requests(
-    from: &mut tokio::net::tcp::OwnedReadHalf,
-    to: &mut tokio::net::tcp::OwnedWriteHalf,
-    mut held: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if held.wait_for(|h| !*h).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
 
 fn admin_kubeconfig() -> serde_yaml::Value {
     serde_yaml::from_str(&std::fs::read_to_string(cluster_var("KUBECONFIG")).unwrap()).unwrap()
@@ -120,7 +54,7 @@ async fn healthz(op: &Operator) -> Option<(u16, String)> {
 async fn healthz_fails_while_a_reconcile_hangs_on_the_api_and_recovers() {
     let s = Scenario::new("health", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = RequestHold::start(api_server()).await;
+    let proxy = SilentProxy::requests_only(api_server()).await;
     let kubeconfig = kubeconfig_through(proxy.addr, dir.path());
     let op = s
         .operator()
@@ -135,7 +69,7 @@ async fn healthz_fails_while_a_reconcile_hangs_on_the_api_and_recovers() {
 
     // Requests are held from now on; the mirror reaches the operator
     // through its open watch, and its reconcile's requests hang.
-    proxy.hold(true);
+    proxy.hold();
     s.selected_source("cfg", &[("k", "v")]).await;
     let uid = s.mirror_selected("m").await;
     let (code, body) = eventually("/healthz to fail", Duration::from_secs(30), || async {
@@ -155,7 +89,7 @@ async fn healthz_fails_while_a_reconcile_hangs_on_the_api_and_recovers() {
     );
 
     // The API answers again: the reconcile finishes and /healthz recovers.
-    proxy.hold(false);
+    proxy.release();
     wait_cm(&s.client, s.target_names()[0], "cfg", "replica", |c| {
         is_replica(c, &uid, &[("k", "v")])
     })

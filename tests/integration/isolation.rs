@@ -17,7 +17,7 @@ use crate::support::k8s::*;
 use crate::support::operator::Operator;
 use crate::support::proxy::SilentProxy;
 use crate::support::scenario::Scenario;
-use crate::support::shard::replicated;
+use crate::support::shard::{numbered_mirror, replicated};
 use crate::support::{TestNamespace, eventually};
 
 /// The statement deadline these operators run with: short, so a test sees
@@ -44,21 +44,7 @@ async fn mirrors_with(
 ) -> Vec<String> {
     let mut names = Vec::new();
     for i in 0..n {
-        let name = format!("m{i:04}");
-        create_cm(
-            &s.client,
-            &s.source.name,
-            &configmap(&name, &[("mirror", &name)], &[("v", "1")]),
-        )
-        .await;
-        let mut spec = mirror_spec(
-            &s.source.name,
-            &s.target_names(),
-            match_labels(&[("mirror", &name)]),
-        );
-        spec.database = database.clone();
-        create_mirror(&s.client, &s.home.name, &name, spec).await;
-        names.push(name);
+        names.push(numbered_mirror(s, i, database.clone()).await.name_any());
     }
     names
 }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use kube::ResourceExt;
 
 use crate::support::audit::{AuditCursor, summary};
@@ -83,13 +82,7 @@ async fn a_one_mebibyte_source_fanned_out_to_500_namespaces_and_a_restart_stay_s
         .await;
     // Listing 500 replicas must not take long; with their content it did.
     again.wait_ready(Duration::from_secs(300)).await;
-    eventually("the restarted operator to reconcile", WAIT, || async {
-        again
-            .metric("configmirror_reconcile_total{result=\"success\"}")
-            .await
-            .filter(|n| *n >= 1.0)
-    })
-    .await;
+    again.wait_reconciled(WAIT).await;
     // Time for anything a restart might (wrongly) rewrite to show.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let restart_peak = peak_rss_kib(again.pid());
@@ -116,31 +109,6 @@ async fn a_one_mebibyte_source_fanned_out_to_500_namespaces_and_a_restart_stay_s
         "peak RSS after the restart: {} MiB",
         restart_peak / 1024
     );
-}
-
-/// `annotations_in_binary` of each row: annotation key → exact bytes.
-async fn binary_annotations(
-    pool: &sqlx::PgPool,
-    mirror_namespace: &str,
-    mirror: &str,
-) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
-    let found: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT name, annotations_in_binary FROM configmaps \
-         WHERE configmirror_namespace = $1 AND configmirror_name = $2",
-    )
-    .bind(mirror_namespace)
-    .bind(mirror)
-    .fetch_all(pool)
-    .await
-    .unwrap_or_default();
-    found
-        .into_iter()
-        .map(|(name, moved)| {
-            let moved: BTreeMap<String, ByteString> =
-                serde_json::from_value(moved).expect("base64 values");
-            (name, moved.into_iter().map(|(k, v)| (k, v.0)).collect())
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -176,9 +144,16 @@ async fn a_nul_in_one_sources_annotation_keeps_that_row_and_writes_every_other()
         serde_json::json!({"plain": "ok"}),
         "the value JSONB cannot hold is not in annotations"
     );
-    let moved = binary_annotations(&pool, &s.home.name, "m").await;
-    assert_eq!(moved["odd"]["note"], b"before\0after", "kept byte-exact");
-    assert!(moved["a"].is_empty() && moved["b"].is_empty());
+    assert_eq!(
+        odd_row.annotations_in_binary["note"], b"before\0after",
+        "kept byte-exact"
+    );
+    assert!(
+        stored
+            .iter()
+            .filter(|r| r.name != "odd")
+            .all(|r| r.annotations_in_binary.is_empty())
+    );
     let st = wait_status(&s.client, &s.home.name, "m", "DatabaseSynced", |st| {
         condition(st, "DatabaseSynced").is_some_and(|c| c.status == "True")
     })
@@ -205,8 +180,9 @@ async fn a_nul_in_one_sources_annotation_keeps_that_row_and_writes_every_other()
     )
     .await;
     eventually("the new value in its row", WAIT, || async {
-        let moved = binary_annotations(&pool, &s.home.name, "m").await;
-        (moved.get("odd")?.get("note")? == b"\0 again").then_some(())
+        let found = rows(&pool, &s.home.name, "m").await;
+        let odd = found.iter().find(|r| r.name == "odd")?;
+        (odd.annotations_in_binary.get("note")? == b"\0 again").then_some(())
     })
     .await;
     let ops = crate::support::db::revisions(&pool, &s.home.name, "m").await;

@@ -170,13 +170,7 @@ async fn rest_and_restart_rewrite_no_row_and_a_label_change_adds_one_revision() 
     let again = with_database(Operator::scoped(&[&s.home.name]), &db.url)
         .start()
         .await;
-    eventually("the restarted operator to reconcile", WAIT, || async {
-        again
-            .metric("configmirror_reconcile_total{result=\"success\"}")
-            .await
-            .filter(|n| *n >= 1.0)
-    })
-    .await;
+    again.wait_reconciled(WAIT).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rows(&pool, &s.home.name, "m").await;
     assert_eq!(after, before, "rows were rewritten (xmin/updated_at moved)");

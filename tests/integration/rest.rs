@@ -50,17 +50,7 @@ async fn no_writes_at_rest_or_after_a_restart() {
     op.terminate().await;
     let after_restart = AuditCursor::now();
     let again = Operator::scoped(&[&s.home.name]).start().await;
-    eventually(
-        "the restarted operator to reconcile",
-        Duration::from_secs(30),
-        || async {
-            again
-                .metric("configmirror_reconcile_total{result=\"success\"}")
-                .await
-                .filter(|n| *n >= 1.0)
-        },
-    )
-    .await;
+    again.wait_reconciled(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let writes = after_restart.operator_writes(&again.agent(), &s.namespaces());
     assert!(

@@ -13,7 +13,9 @@ use crate::support::k8s::*;
 use crate::support::postgres::PrivatePostgres;
 use crate::support::proxy::SilentProxy;
 use crate::support::scenario::Scenario;
-use crate::support::shard::{Shards, assert_writes_within_ownership, loads, mirrors, replicated};
+use crate::support::shard::{
+    Shards, assert_writes_within_ownership, loads, mirrors, numbered_mirror, replicated,
+};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -394,22 +396,7 @@ async fn a_mirror_created_while_membership_changes_is_reconciled() {
     let late = async {
         let mut uids = Vec::new();
         for i in 10..20 {
-            let name = format!("m{i:04}");
-            create_cm(
-                &s.client,
-                &s.source.name,
-                &configmap(&name, &[("mirror", &name)], &[("v", "1")]),
-            )
-            .await;
-            let spec = mirror_spec(
-                &s.source.name,
-                &s.target_names(),
-                match_labels(&[("mirror", &name)]),
-            );
-            uids.push(
-                kube::ResourceExt::uid(&create_mirror(&s.client, &s.home.name, &name, spec).await)
-                    .unwrap(),
-            );
+            uids.push(kube::ResourceExt::uid(&numbered_mirror(&s, i, None).await).unwrap());
         }
         uids
     };

@@ -124,13 +124,16 @@ pub struct StoredRow {
     pub binary: BTreeMap<String, Vec<u8>>,
     pub labels: serde_json::Value,
     pub annotations: serde_json::Value,
+    /// Annotation values JSONB cannot hold (a NUL), byte-exact.
+    pub annotations_in_binary: BTreeMap<String, Vec<u8>>,
     pub xmin: String,
     pub updated_at: String,
 }
 
 pub async fn rows(pool: &PgPool, mirror_namespace: &str, mirror: &str) -> Vec<StoredRow> {
     let found = sqlx::query(
-        "SELECT name, namespace, data, binary_data, data_in_binary, labels, annotations, xmin::text AS xmin, \
+        "SELECT name, namespace, data, binary_data, data_in_binary, labels, annotations, \
+         annotations_in_binary, xmin::text AS xmin, \
          updated_at::text AS updated_at FROM configmaps \
          WHERE configmirror_namespace = $1 AND configmirror_name = $2 ORDER BY namespace, name",
     )
@@ -154,6 +157,13 @@ pub async fn rows(pool: &PgPool, mirror_namespace: &str, mirror: &str) -> Vec<St
                 binary,
                 labels: r.get("labels"),
                 annotations: r.get("annotations"),
+                annotations_in_binary: serde_json::from_value::<
+                    BTreeMap<String, k8s_openapi::ByteString>,
+                >(r.get("annotations_in_binary"))
+                .expect("base64 values")
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect(),
                 xmin: r.get("xmin"),
                 updated_at: r.get("updated_at"),
             }

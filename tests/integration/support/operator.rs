@@ -202,6 +202,16 @@ impl Operator {
         })
     }
 
+    /// Waits until this process has finished a reconcile successfully.
+    pub async fn wait_reconciled(&self, timeout: Duration) {
+        eventually("the operator to reconcile", timeout, || async {
+            self.metric("configmirror_reconcile_total{result=\"success\"}")
+                .await
+                .filter(|n| *n >= 1.0)
+        })
+        .await;
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

@@ -3,7 +3,9 @@
 //! (Stopping the database would refuse connections at once, which is a
 //! different, easier fault.) `hold()` stops forwarding in both directions,
 //! also for connections made while held; `release()` resumes them with
-//! whatever was waiting.
+//! whatever was waiting. `requests_only()` holds only what clients send
+//! while answers keep flowing back: an API server that takes requests and
+//! never answers them, while the watches already open still deliver.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,9 +20,25 @@ pub struct SilentProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Which way a hold stops traffic.
+#[derive(Clone, Copy)]
+enum Held {
+    BothWays,
+    Requests,
+}
+
 impl SilentProxy {
     /// Forwards 127.0.0.1:<free port> to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_holding(upstream, Held::BothWays).await
+    }
+
+    /// Like `start`, but a hold stops only client-to-server traffic.
+    pub async fn requests_only(upstream: SocketAddr) -> Self {
+        Self::start_holding(upstream, Held::Requests).await
+    }
+
+    async fn start_holding(upstream: SocketAddr, way: Held) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let held = Arc::new(watch::channel(false).0);
@@ -34,9 +52,13 @@ impl SilentProxy {
                     };
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
+                    let answers_held = match way {
+                        Held::BothWays => Some(held.clone()),
+                        Held::Requests => None,
+                    };
                     tokio::join!(
-                        pump(client_read, server_write, held.clone()),
-                        pump(server_read, client_write, held),
+                        pump(client_read, server_write, Some(held)),
+                        pump(server_read, client_write, answers_held),
                     );
                 });
             }
@@ -60,17 +82,18 @@ impl Drop for SilentProxy {
     }
 }
 
-/// Copies `from` to `to`, never while held: bytes read while held wait
-/// until release (so a statement sent into a partition arrives late, as
-/// after a real one, or never if the connection is dropped first).
+/// Copies `from` to `to`, never while held (`None`: never held): bytes
+/// read while held wait until release (so a statement sent into a
+/// partition arrives late, as after a real one, or never if the connection
+/// is dropped first).
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut held: watch::Receiver<bool>,
+    mut held: Option<watch::Receiver<bool>>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        if held.wait_for(|h| !*h).await.is_err() {
+        if !released(&mut held).await {
             return;
         }
         let n = tokio::select! {
@@ -79,13 +102,30 @@ async fn pump(
                 Ok(n) => n,
             },
             // Held while waiting to read: wait for release first.
-            _ = held.wait_for(|h| *h) => continue,
+            _ = until_held(&mut held) => continue,
         };
-        if held.wait_for(|h| !*h).await.is_err() {
+        if !released(&mut held).await {
             return;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+/// Waits until not held; false once the proxy is gone.
+async fn released(held: &mut Option<watch::Receiver<bool>>) -> bool {
+    match held {
+        Some(h) => h.wait_for(|h| !*h).await.is_ok(),
+        None => true,
+    }
+}
+
+async fn until_held(held: &mut Option<watch::Receiver<bool>>) {
+    match held {
+        Some(h) => {
+            let _ = h.wait_for(|h| *h).await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -108,26 +108,32 @@ impl Shards {
 pub async fn mirrors(s: &Scenario, n: usize) -> Vec<String> {
     let mut uids = Vec::new();
     for i in 0..n {
-        let name = format!("m{i:04}");
-        k8s::create_cm(
-            &s.client,
-            &s.source.name,
-            &k8s::configmap(&name, &[("mirror", &name)], &[("v", "1")]),
-        )
-        .await;
-        let spec = k8s::mirror_spec(
-            &s.source.name,
-            &s.target_names(),
-            k8s::match_labels(&[("mirror", &name)]),
-        );
-        uids.push(
-            k8s::create_mirror(&s.client, &s.home.name, &name, spec)
-                .await
-                .uid()
-                .unwrap(),
-        );
+        uids.push(numbered_mirror(s, i, None).await.uid().unwrap());
     }
     uids
+}
+
+/// Source `m{i:04}` (data v=1, labelled `mirror=<its name>`) and the mirror
+/// of the same name that selects it, with `database`.
+pub async fn numbered_mirror(
+    s: &Scenario,
+    i: usize,
+    database: Option<configmirror::api::DatabaseSpec>,
+) -> configmirror::api::ConfigMirror {
+    let name = format!("m{i:04}");
+    k8s::create_cm(
+        &s.client,
+        &s.source.name,
+        &k8s::configmap(&name, &[("mirror", &name)], &[("v", "1")]),
+    )
+    .await;
+    let mut spec = k8s::mirror_spec(
+        &s.source.name,
+        &s.target_names(),
+        k8s::match_labels(&[("mirror", &name)]),
+    );
+    spec.database = database;
+    k8s::create_mirror(&s.client, &s.home.name, &name, spec).await
 }
 
 /// Waits until every mirror's replicas hold data version `v`; on timeout
