@@ -352,6 +352,16 @@ pub struct RunArgs {
     )]
     pub coordinator_lease: String,
 
+    /// Sharding: assignment history older than this, and members silent
+    /// this long that own nothing, are pruned (e.g. `7d`, `12h`).
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_COORDINATION_RETENTION",
+        value_parser = parse_duration,
+        default_value = "7d"
+    )]
+    pub coordination_retention: Duration,
+
     /// Sharding: seconds the coordinator Lease stays valid without renewal.
     #[arg(
         long,
@@ -434,6 +444,7 @@ impl RunArgs {
             grace: s(self.member_grace_seconds),
             leave_grace: s(self.leave_grace_seconds),
             poll: s(self.assignment_poll_seconds),
+            retention: self.coordination_retention,
             ..Default::default()
         }
     }

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use super::Timing;
 use super::assign::{self, Role};
 use crate::api::ConfigMirror;
-use crate::store::coordination::{self, AssignmentRow, CoordinatorError, CoordinatorTx, MemberRow};
+use crate::store::coordination::{
+    self, AssignmentRow, CoordinatorError, CoordinatorTx, DeadAfter, MemberRow, Move,
+};
 use crate::telemetry::names;
 
 /// uid → (namespace, name) of every ConfigMirror in scope: metadata only,
@@ -27,13 +29,14 @@ pub type MirrorIndex = Arc<RwLock<HashMap<String, (String, String)>>>;
 #[derive(Debug, Default, PartialEq)]
 pub struct Changes {
     pub insert: Vec<(String, String, String, String)>,
-    pub reassign: Vec<(String, String)>,
-    pub drain: Vec<(String, String)>,
-    pub remove: Vec<String>,
+    /// Straight to a new owner (dead owner, or a forced drain).
+    pub reassign: Vec<Move>,
+    pub drain: Vec<Move>,
+    /// (uid, epoch) of assignments whose mirror is gone.
+    pub remove: Vec<(String, i64)>,
     /// Mirrors with no member to own them right now.
     pub orphaned: usize,
     pub per_member: BTreeMap<String, usize>,
-    pub forced: usize,
 }
 
 impl Changes {
@@ -104,35 +107,38 @@ pub fn plan(
             c.orphaned += 1;
         }
         let Some(want) = want else { continue };
-        match rows.get(uid.as_str()) {
-            None => c
-                .insert
-                .push((uid.clone(), ns.clone(), name.clone(), want.clone())),
-            Some((row, age)) => {
-                let owner_alive = roles.contains_key(&row.member);
-                if row.state == "draining" {
-                    if !owner_alive {
-                        c.reassign.push((uid.clone(), want.clone()));
-                    } else if *age > timing.drain_timeout.as_secs_f64() {
-                        c.forced += 1;
-                        c.reassign.push((uid.clone(), want.clone()));
-                    } else if row.next_member.as_ref() != Some(want) {
-                        c.drain.push((uid.clone(), want.clone()));
-                    }
-                } else if &row.member != want {
-                    if owner_alive {
-                        c.drain.push((uid.clone(), want.clone()));
-                    } else {
-                        c.reassign.push((uid.clone(), want.clone()));
-                    }
-                }
+        let Some((row, age)) = rows.get(uid.as_str()) else {
+            c.insert
+                .push((uid.clone(), ns.clone(), name.clone(), want.clone()));
+            continue;
+        };
+        let to = |forced| Move {
+            uid: uid.clone(),
+            to: want.clone(),
+            epoch: row.epoch,
+            forced,
+        };
+        let owner_alive = roles.contains_key(&row.member);
+        if row.state == "draining" {
+            if !owner_alive {
+                c.reassign.push(to(false));
+            } else if *age > timing.drain_timeout.as_secs_f64() {
+                c.reassign.push(to(true));
+            } else if row.next_member.as_ref() != Some(want) {
+                c.drain.push(to(false));
+            }
+        } else if &row.member != want {
+            if owner_alive {
+                c.drain.push(to(false));
+            } else {
+                c.reassign.push(to(false));
             }
         }
     }
     c.remove = current
         .iter()
         .filter(|(r, _)| !mirrors.contains_key(&r.mirror_uid))
-        .map(|(r, _)| r.mirror_uid.clone())
+        .map(|(r, _)| (r.mirror_uid.clone(), r.epoch))
         .collect();
     c
 }
@@ -214,7 +220,12 @@ pub async fn lead(
     metrics::gauge!(names::COORDINATOR_EPOCH).set(epoch as f64);
     let mut listener = coordination::listen(pool).await.ok();
     let mut connected_since: Option<Instant> = Some(Instant::now());
+    let mut pruned_at: Option<Instant> = None;
     loop {
+        if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(Instant::now());
+            prune(pool, epoch, timing.retention).await;
+        }
         let judge_dead = connected_since.is_some_and(|t| t.elapsed() >= timing.heartbeat * 3);
         if attempt(pool, epoch, index, timing, judge_dead).await {
             connected_since.get_or_insert_with(Instant::now);
@@ -246,6 +257,45 @@ pub async fn lead(
         if listener.is_none() {
             listener = coordination::listen(pool).await.ok();
         }
+    }
+}
+
+/// How often the coordinator prunes history and long-gone members.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Rows one pruning statement deletes at most (each its own transaction).
+const PRUNE_BATCH: i64 = 5_000;
+
+/// Prunes assignment history and long-gone members, batch after batch,
+/// under this coordinator's epoch (a deposed one prunes nothing).
+pub async fn prune(pool: &PgPool, epoch: i64, retention: Duration) {
+    let (mut history, mut members) = (0, 0);
+    let result = loop {
+        let batch = async {
+            let mut tx = CoordinatorTx::begin(pool, epoch).await?;
+            let pruned = tx.prune(retention, PRUNE_BATCH).await?;
+            tx.commit_quietly().await?;
+            Ok::<_, CoordinatorError>(pruned)
+        };
+        match batch.await {
+            Ok((h, m)) => {
+                history += h;
+                members += m;
+                if h < PRUNE_BATCH as u64 {
+                    break Ok(());
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if history + members > 0 {
+        tracing::info!(
+            history,
+            members,
+            "pruned assignment history and long-gone members"
+        );
+    }
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "pruning coordination history failed; next time");
     }
 }
 
@@ -283,6 +333,22 @@ async fn step(
     timing: &Timing,
     judge_dead: bool,
 ) -> Result<(), CoordinatorError> {
+    step_with(pool, epoch, index, timing, judge_dead, async {}).await
+}
+
+/// One coordinator step: read members and assignments, plan, then run
+/// `between` (a test hook: an acknowledgement or heartbeat landing after
+/// the read), then write. Every write is conditional on what was read (an
+/// assignment's epoch, a dead owner still dead), so whatever landed in
+/// between is kept and the next step plans from it.
+pub async fn step_with(
+    pool: &PgPool,
+    epoch: i64,
+    index: &MirrorIndex,
+    timing: &Timing,
+    judge_dead: bool,
+    between: impl std::future::Future<Output = ()>,
+) -> Result<(), CoordinatorError> {
     if !coordination::renew(pool, epoch).await? {
         return Err(CoordinatorError::Deposed {
             mine: epoch,
@@ -301,31 +367,49 @@ async fn step(
         let n = changes.per_member.get(&m.name).copied().unwrap_or(0);
         metrics::gauge!(names::SHARD_MIRRORS, "member" => m.name.clone()).set(n as f64);
     }
+    between.await;
     if changes.is_empty() {
         return Ok(());
     }
+    let dead = DeadAfter {
+        heartbeat: timing.ttl + timing.grace,
+        left: timing.leave_grace,
+    };
     let mut tx = CoordinatorTx::begin(pool, epoch).await?;
-    tx.insert(&changes.insert).await?;
-    tx.reassign(&changes.reassign).await?;
-    tx.drain(&changes.drain).await?;
-    tx.remove(&changes.remove).await?;
+    let inserted = tx.insert(&changes.insert).await?;
+    let reassigned = tx.reassign(&changes.reassign, dead).await?;
+    let drained = tx.drain(&changes.drain).await?;
+    let removed = tx.remove(&changes.remove).await?;
     tx.commit().await?;
+    let forced = changes.reassign.iter().filter(|m| m.forced).count() as u64;
+    let planned = changes.insert.len() + changes.reassign.len() + changes.drain.len();
+    let applied = inserted + reassigned + drained;
+    if applied < planned as u64 {
+        // Changed since the read (an acknowledgement, a heartbeat, another
+        // step): left for the next step, which plans from the new state.
+        tracing::debug!(
+            planned,
+            applied,
+            "some assignments changed meanwhile; replanning"
+        );
+        metrics::counter!(names::COORDINATOR_STALE_PLANS).increment(planned as u64 - applied);
+    }
     for (kind, n) in [
-        ("new", changes.insert.len()),
-        ("failover", changes.reassign.len() - changes.forced),
-        ("forced", changes.forced),
-        ("drain", changes.drain.len()),
+        ("new", inserted),
+        ("failover", reassigned.saturating_sub(forced)),
+        ("forced", forced.min(reassigned)),
+        ("drain", drained),
     ] {
         if n > 0 {
-            metrics::counter!(names::SHARD_MOVES, "kind" => kind).increment(n as u64);
+            metrics::counter!(names::SHARD_MOVES, "kind" => kind).increment(n);
         }
     }
     tracing::info!(
         epoch,
-        new = changes.insert.len(),
-        failover = changes.reassign.len(),
-        drain = changes.drain.len(),
-        removed = changes.remove.len(),
+        new = inserted,
+        failover = reassigned,
+        drain = drained,
+        removed,
         orphaned = changes.orphaned,
         "assignments updated"
     );
@@ -390,7 +474,7 @@ mod tests {
             c.insert,
             vec![("a".into(), "ns".into(), "a".into(), "m0".into())]
         );
-        assert_eq!(c.remove, vec!["old".to_string()]);
+        assert_eq!(c.remove, vec![("old".to_string(), 1)]);
     }
 
     #[test]
@@ -408,7 +492,7 @@ mod tests {
         let c = plan(&mirrors, &two, &rows, &t);
         assert!(c.reassign.is_empty());
         assert!(
-            c.drain.len() >= 15 && c.drain.iter().all(|(_, to)| to == "m1"),
+            c.drain.len() >= 15 && c.drain.iter().all(|m| m.to == "m1" && m.epoch == 1),
             "{:?}",
             c.drain.len()
         );
@@ -416,6 +500,7 @@ mod tests {
         let one = BTreeMap::from([("m1".to_string(), Role::Eligible)]);
         let c = plan(&mirrors, &one, &rows, &t);
         assert_eq!(c.reassign.len(), 40);
+        assert!(c.reassign.iter().all(|m| !m.forced));
         assert!(c.drain.is_empty());
     }
 
@@ -433,6 +518,7 @@ mod tests {
         assert!(plan(&mirrors, &roles, std::slice::from_ref(&r), &t).is_empty());
         r.1 = 1000.0;
         let c = plan(&mirrors, &roles, &[r], &t);
-        assert_eq!((c.forced, c.reassign.len()), (1, 1));
+        assert_eq!(c.reassign.len(), 1);
+        assert!(c.reassign[0].forced);
     }
 }

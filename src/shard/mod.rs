@@ -40,6 +40,9 @@ pub struct Timing {
     pub poll: Duration,
     /// A drain not acknowledged in this long is forced.
     pub drain_timeout: Duration,
+    /// Assignment history, and members silent this long that own nothing,
+    /// are pruned by the coordinator.
+    pub retention: Duration,
 }
 
 impl Default for Timing {
@@ -52,6 +55,7 @@ impl Default for Timing {
             leave_grace: Duration::from_secs(20),
             poll: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(60),
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -282,26 +282,47 @@ impl<'a> CoordinatorTx<'a> {
         Ok(n.rows_affected())
     }
 
-    /// Mirrors whose owner is gone: straight to their new member.
-    pub async fn reassign(&mut self, rows: &[(String, String)]) -> Result<u64, sqlx::Error> {
-        if rows.is_empty() {
+    /// Mirrors moved straight to their new member: their owner is dead, or
+    /// (`forced`) it never acknowledged a drain. Each row moves only if it
+    /// is still at the epoch the plan read, and a dead owner only if it is
+    /// still dead by the database's clock now: its row is then held FOR
+    /// SHARE until commit, so a heartbeat landing meanwhile waits, and the
+    /// member reads its assignments only after the move. Returns how many
+    /// moved.
+    pub async fn reassign(&mut self, moves: &[Move], dead: DeadAfter) -> Result<u64, sqlx::Error> {
+        if moves.is_empty() {
             return Ok(0);
         }
-        let (uids, members): (Vec<String>, Vec<String>) = rows.iter().cloned().unzip();
+        let (uids, to, epochs) = columns(moves);
+        let forced: Vec<bool> = moves.iter().map(|m| m.forced).collect();
         let n = sqlx::query!(
             r#"
-            WITH moved AS (
+            WITH dead AS MATERIALIZED (
+                SELECT name FROM members
+                WHERE heartbeat_at < now() - make_interval(secs => $5)
+                   OR (state = 'leaving' AND left_at < now() - make_interval(secs => $6))
+                FOR SHARE
+            ),
+            moved AS (
                 UPDATE assignments a SET member = t.member, state = 'active', next_member = NULL,
-                    epoch = a.epoch + 1, coordinator_epoch = $3, changed_at = now()
-                FROM UNNEST($1::text[], $2::text[]) AS t(mirror_uid, member)
-                WHERE a.mirror_uid = t.mirror_uid
-                RETURNING a.mirror_uid, a.member, a.state, a.epoch, a.coordinator_epoch
+                    epoch = a.epoch + 1, coordinator_epoch = $7, changed_at = now()
+                FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bool[]) AS t(mirror_uid, member, epoch, forced)
+                WHERE a.mirror_uid = t.mirror_uid AND a.epoch = t.epoch
+                  AND (t.forced OR a.member IN (SELECT name FROM dead)
+                       OR NOT EXISTS (SELECT 1 FROM members m WHERE m.name = a.member))
+                RETURNING a.mirror_uid, a.member, a.state, a.epoch, a.coordinator_epoch, t.forced
             )
             INSERT INTO assignment_history (mirror_uid, member, state, next_member, epoch, coordinator_epoch, reason)
-            SELECT mirror_uid, member, state, NULL, epoch, coordinator_epoch, 'failover' FROM moved
+            SELECT mirror_uid, member, state, NULL, epoch, coordinator_epoch,
+                   CASE WHEN forced THEN 'forced' ELSE 'failover' END
+            FROM moved
             "#,
             &uids,
-            &members,
+            &to,
+            &epochs,
+            &forced,
+            dead.heartbeat.as_secs_f64(),
+            dead.left.as_secs_f64(),
             self.epoch
         )
         .execute(&mut *self.tx)
@@ -309,19 +330,21 @@ impl<'a> CoordinatorTx<'a> {
         Ok(n.rows_affected())
     }
 
-    /// Mirrors to move from a live owner: it drains, then hands over.
-    pub async fn drain(&mut self, rows: &[(String, String)]) -> Result<u64, sqlx::Error> {
-        if rows.is_empty() {
+    /// Mirrors to move from a live owner: it drains, then hands over. Each
+    /// only if still at the epoch the plan read (an acknowledgement that
+    /// landed meanwhile is kept). Returns how many.
+    pub async fn drain(&mut self, moves: &[Move]) -> Result<u64, sqlx::Error> {
+        if moves.is_empty() {
             return Ok(0);
         }
-        let (uids, next): (Vec<String>, Vec<String>) = rows.iter().cloned().unzip();
+        let (uids, next, epochs) = columns(moves);
         let n = sqlx::query!(
             r#"
             WITH drained AS (
                 UPDATE assignments a SET state = 'draining', next_member = t.next_member,
-                    epoch = a.epoch + 1, coordinator_epoch = $3, changed_at = now()
-                FROM UNNEST($1::text[], $2::text[]) AS t(mirror_uid, next_member)
-                WHERE a.mirror_uid = t.mirror_uid
+                    epoch = a.epoch + 1, coordinator_epoch = $4, changed_at = now()
+                FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS t(mirror_uid, next_member, epoch)
+                WHERE a.mirror_uid = t.mirror_uid AND a.epoch = t.epoch
                 RETURNING a.mirror_uid, a.member, a.state, a.next_member, a.epoch, a.coordinator_epoch
             )
             INSERT INTO assignment_history (mirror_uid, member, state, next_member, epoch, coordinator_epoch, reason)
@@ -329,6 +352,7 @@ impl<'a> CoordinatorTx<'a> {
             "#,
             &uids,
             &next,
+            &epochs,
             self.epoch
         )
         .execute(&mut *self.tx)
@@ -336,18 +360,60 @@ impl<'a> CoordinatorTx<'a> {
         Ok(n.rows_affected())
     }
 
-    /// Assignments of mirrors that no longer exist.
-    pub async fn remove(&mut self, uids: &[String]) -> Result<u64, sqlx::Error> {
-        if uids.is_empty() {
+    /// Assignments of mirrors that no longer exist (at the epoch read).
+    pub async fn remove(&mut self, rows: &[(String, i64)]) -> Result<u64, sqlx::Error> {
+        if rows.is_empty() {
             return Ok(0);
         }
+        let (uids, epochs): (Vec<String>, Vec<i64>) = rows.iter().cloned().unzip();
         let n = sqlx::query!(
-            "DELETE FROM assignments WHERE mirror_uid = ANY($1::text[])",
-            uids
+            r#"
+            DELETE FROM assignments a USING UNNEST($1::text[], $2::bigint[]) AS t(mirror_uid, epoch)
+            WHERE a.mirror_uid = t.mirror_uid AND a.epoch = t.epoch
+            "#,
+            &uids,
+            &epochs
         )
         .execute(&mut *self.tx)
         .await?;
         Ok(n.rows_affected())
+    }
+
+    /// Deletes up to `batch` assignment-history rows older than `age`, and
+    /// members silent that long that own nothing (and are about to own
+    /// nothing): neither table grows without bound. Returns (history rows,
+    /// members) deleted.
+    pub async fn prune(
+        &mut self,
+        age: std::time::Duration,
+        batch: i64,
+    ) -> Result<(u64, u64), sqlx::Error> {
+        let history = sqlx::query!(
+            r#"
+            DELETE FROM assignment_history WHERE id IN (
+                SELECT id FROM assignment_history
+                WHERE recorded_at < now() - make_interval(secs => $1)
+                ORDER BY id LIMIT $2
+            )
+            "#,
+            age.as_secs_f64(),
+            batch
+        )
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        let members = sqlx::query!(
+            r#"
+            DELETE FROM members m
+            WHERE heartbeat_at < now() - make_interval(secs => $1)
+              AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.member = m.name OR a.next_member = m.name)
+            "#,
+            age.as_secs_f64()
+        )
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok((history, members))
     }
 
     /// Commits and tells the workers.
@@ -357,6 +423,38 @@ impl<'a> CoordinatorTx<'a> {
             .await?;
         self.tx.commit().await
     }
+
+    /// Commits a change no worker needs to hear about (pruning).
+    pub async fn commit_quietly(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// One assignment to change, as planned from a read at `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub uid: String,
+    /// The new owner (reassign) or next owner (drain).
+    pub to: String,
+    /// The assignment's epoch when read; a row changed since is left alone.
+    pub epoch: i64,
+    /// A reassign of a drain its live owner never acknowledged.
+    pub forced: bool,
+}
+
+/// When a member counts as dead, by the database's clock: no heartbeat for
+/// `heartbeat` (TTL + grace), or left longer than `left` ago.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadAfter {
+    pub heartbeat: std::time::Duration,
+    pub left: std::time::Duration,
+}
+
+fn columns(moves: &[Move]) -> (Vec<String>, Vec<String>, Vec<i64>) {
+    let uids = moves.iter().map(|m| m.uid.clone()).collect();
+    let to = moves.iter().map(|m| m.to.clone()).collect();
+    let epochs = moves.iter().map(|m| m.epoch).collect();
+    (uids, to, epochs)
 }
 
 type Columns4 = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);

@@ -32,6 +32,7 @@ pub const SHARD_ORPHANED: &str = "configmirror_shard_orphaned_mirrors";
 pub const SHARD_MIRRORS: &str = "configmirror_shard_mirrors";
 pub const COORDINATOR_EPOCH: &str = "configmirror_coordinator_epoch";
 pub const COORDINATOR_REFUSED: &str = "configmirror_coordinator_writes_refused_total";
+pub const COORDINATOR_STALE_PLANS: &str = "configmirror_coordinator_stale_plans_total";
 pub const DB_ROWS_WRITTEN: &str = "configmirror_db_rows_written_total";
 pub const DB_ERRORS: &str = "configmirror_db_errors_total";
 pub const DB_SYNC_DURATION: &str = "configmirror_db_sync_duration_seconds";
@@ -157,6 +158,10 @@ pub fn describe() {
     describe_counter!(
         COORDINATOR_REFUSED,
         "Coordinator writes refused because the epoch was stale"
+    );
+    describe_counter!(
+        COORDINATOR_STALE_PLANS,
+        "Planned assignment changes left for the next step: the row changed after the read (an acknowledgement, a heartbeat)"
     )
 }
 
@@ -195,6 +200,7 @@ pub fn initialize() {
     metrics::counter!(FENCES).increment(0);
     metrics::counter!(SHARD_HANDOVERS).increment(0);
     metrics::counter!(COORDINATOR_REFUSED).increment(0);
+    metrics::counter!(COORDINATOR_STALE_PLANS).increment(0);
     for kind in ["new", "drain", "failover", "forced"] {
         metrics::counter!(SHARD_MOVES, "kind" => kind).increment(0);
     }

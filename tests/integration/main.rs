@@ -11,6 +11,7 @@ mod support;
 mod bad_input;
 mod chart;
 mod conflicts;
+mod coordination;
 mod dockerfile;
 mod foundation;
 mod health;

@@ -1,0 +1,221 @@
+//! The coordinator decides atomically: what lands between its read and its
+//! write (a drain acknowledgement, a heartbeat of a member it judged dead)
+//! is kept, and the write planned from the stale read changes nothing.
+//! Against a real PostgreSQL, through the coordinator's own step with its
+//! test hook between the read and the write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use configmirror::shard::Timing;
+use configmirror::shard::coordinator::step_with;
+use configmirror::store::coordination::{self, CoordinatorTx, Move};
+use configmirror::store::migrate;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::support::db::TestDatabase;
+
+async fn assignment(pool: &PgPool, uid: &str) -> (String, String, i64) {
+    sqlx::query_as("SELECT member, state, epoch FROM assignments WHERE mirror_uid = $1")
+        .bind(uid)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn history(pool: &PgPool, uid: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT reason FROM assignment_history WHERE mirror_uid = $1 ORDER BY id")
+        .bind(uid)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn what_lands_between_the_coordinators_read_and_write_is_kept() {
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    migrate::run_within(
+        &db.url.parse().unwrap(),
+        migrate::coordination(),
+        "test",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let timing = Timing::default();
+    let members: HashMap<&str, Uuid> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|m| (m, Uuid::new_v4()))
+        .collect();
+    for (name, incarnation) in &members {
+        coordination::register(&pool, name, *incarnation)
+            .await
+            .unwrap();
+    }
+    let epoch = coordination::bump_epoch(&pool, "test").await.unwrap();
+
+    // x: owned by a, draining to b for longer than the drain timeout, so
+    // the coordinator plans to force it. y: owned by d, whose last
+    // heartbeat is a minute old, so the coordinator plans a failover.
+    let mut tx = CoordinatorTx::begin(&pool, epoch).await.unwrap();
+    tx.insert(&[
+        ("x".into(), "ns".into(), "x".into(), "a".into()),
+        ("y".into(), "ns".into(), "y".into(), "d".into()),
+    ])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let x_epoch = assignment(&pool, "x").await.2;
+    let mut tx = CoordinatorTx::begin(&pool, epoch).await.unwrap();
+    let drain = Move {
+        uid: "x".into(),
+        to: "b".into(),
+        epoch: x_epoch,
+        forced: false,
+    };
+    assert_eq!(tx.drain(&[drain]).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+    sqlx::query(
+        "UPDATE assignments SET changed_at = now() - interval '10 minutes' WHERE mirror_uid = 'x'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE members SET heartbeat_at = now() - interval '1 minute' WHERE name = 'd'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let draining_epoch = assignment(&pool, "x").await.2;
+
+    let index = Arc::new(RwLock::new(HashMap::from([
+        ("x".to_string(), ("ns".to_string(), "x".to_string())),
+        ("y".to_string(), ("ns".to_string(), "y".to_string())),
+    ])));
+    let landed = async {
+        // a finishes its drain; d was only slow, and heartbeats.
+        let acked = coordination::acknowledge_drain(&pool, "x", "a", members["a"], draining_epoch)
+            .await
+            .unwrap();
+        assert!(acked.is_some(), "the acknowledgement applies");
+        assert!(
+            coordination::heartbeat(&pool, "d", members["d"])
+                .await
+                .unwrap()
+        );
+    };
+    step_with(&pool, epoch, &index, &timing, true, landed)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        assignment(&pool, "x").await,
+        ("b".to_string(), "active".to_string(), draining_epoch + 1),
+        "the acknowledgement is kept"
+    );
+    assert_eq!(history(&pool, "x").await, ["new", "drain", "handover"]);
+    assert_eq!(
+        assignment(&pool, "y").await.0,
+        "d",
+        "a live member's mirror stays"
+    );
+    assert_eq!(history(&pool, "y").await, ["new"]);
+
+    // The next step plans from what landed: nothing is forced or failed over.
+    step_with(&pool, epoch, &index, &timing, true, async {})
+        .await
+        .unwrap();
+    let reasons: Vec<String> = [history(&pool, "x").await, history(&pool, "y").await].concat();
+    assert!(
+        !reasons.iter().any(|r| r == "forced" || r == "failover"),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_coordinator_prunes_old_history_and_long_gone_members_only() {
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    migrate::run_within(
+        &db.url.parse().unwrap(),
+        migrate::coordination(),
+        "test",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    for name in ["alive", "gone", "gone-but-owning"] {
+        coordination::register(&pool, name, Uuid::new_v4())
+            .await
+            .unwrap();
+    }
+    let epoch = coordination::bump_epoch(&pool, "test").await.unwrap();
+    let mut tx = CoordinatorTx::begin(&pool, epoch).await.unwrap();
+    tx.insert(&[
+        ("x".into(), "ns".into(), "x".into(), "alive".into()),
+        (
+            "y".into(),
+            "ns".into(),
+            "y".into(),
+            "gone-but-owning".into(),
+        ),
+    ])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // 12,000 old history rows (more than one pruning batch), 3 recent ones.
+    sqlx::query(
+        "INSERT INTO assignment_history (mirror_uid, member, state, epoch, coordinator_epoch, reason, recorded_at) \
+         SELECT 'old', 'gone', 'active', i, 1, 'new', now() - interval '30 days' FROM generate_series(1, 12000) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE assignment_history SET recorded_at = now() - interval '1 hour' WHERE mirror_uid IN ('x', 'y')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE members SET heartbeat_at = now() - interval '30 days' WHERE name IN ('gone', 'gone-but-owning')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    configmirror::shard::coordinator::prune(&pool, epoch, Duration::from_secs(7 * 24 * 3600)).await;
+
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT mirror_uid FROM assignment_history ORDER BY mirror_uid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, ["x", "y"], "only recent history stays");
+    let members: Vec<String> = sqlx::query_scalar("SELECT name FROM members ORDER BY name")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        members,
+        ["alive", "gone-but-owning"],
+        "a member that still owns a mirror stays"
+    );
+
+    // A deposed coordinator prunes nothing.
+    sqlx::query(
+        "INSERT INTO assignment_history (mirror_uid, member, state, epoch, coordinator_epoch, reason, recorded_at) \
+         VALUES ('old', 'gone', 'active', 1, 1, 'new', now() - interval '30 days')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    coordination::bump_epoch(&pool, "newer").await.unwrap();
+    configmirror::shard::coordinator::prune(&pool, epoch, Duration::from_secs(7 * 24 * 3600)).await;
+    let old: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM assignment_history WHERE mirror_uid = 'old'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(old, 1);
+}
