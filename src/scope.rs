@@ -9,6 +9,7 @@ use kube::ResourceExt;
 
 use crate::api::ConfigMirror;
 use crate::shard::ShardView;
+use crate::store::persist::Fence;
 
 #[derive(Clone, Default)]
 pub struct Scope {
@@ -70,6 +71,19 @@ impl Scope {
     /// at the epoch the reconcile began under; see `ShardView::may_write`).
     pub fn may_write(&self, uid: &str) -> bool {
         self.shard.as_ref().is_none_or(|v| v.may_write(uid))
+    }
+
+    /// What the running reconcile's row statements carry under sharding:
+    /// the epoch it began under (PostgreSQL refuses them once a newer owner
+    /// has written). `None` unsharded.
+    pub fn fence(&self, uid: &str) -> Option<Fence> {
+        let view = self.shard.as_ref()?;
+        Some(Fence {
+            // No reconcile in flight (cannot happen when called from one):
+            // epoch 0 is older than every assignment, so it is refused.
+            epoch: view.in_flight_epoch(uid).unwrap_or(0),
+            member: view.member.clone(),
+        })
     }
 
     /// The single namespace to watch mirrors in, when the scope is exactly one.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::{Job, Outcome, Persistence, Work, WrittenRows};
 use crate::plan::{MirrorIdentity, SourceConfigMap};
-use crate::store::persist::{self, Changes};
+use crate::store::persist::{self, Changes, Fence};
 use crate::store::rows::{Row, row_of};
 use crate::store::{Database, Error};
 use crate::telemetry::names;
@@ -56,8 +56,11 @@ pub(super) async fn run(
     let _database_slot = limit.acquire().await.expect("never closed");
     let _slot = queue.running.acquire().await.expect("never closed");
     let result = match &job.work {
-        Work::Sync(sources) => write(&db, &job.mirror, sources, written.as_ref()).await,
-        Work::DeleteAll => delete(&db, &job.mirror).await,
+        Work::Sync(sources) => {
+            let fence = job.fence.as_ref();
+            write(&db, &job.mirror, fence, sources, written.as_ref()).await
+        }
+        Work::DeleteAll => delete(&db, &job.mirror, job.fence.as_ref()).await,
     };
     match result {
         Ok((changes, now_written)) => {
@@ -108,7 +111,12 @@ fn failed(
     // After an error the database's state is unknown: send every row
     // next time (it skips the unchanged ones itself), unless the error
     // came before anything was sent.
-    let keep = written.filter(|_| !matches!(error, Error::Write(..) | Error::Timeout(..)));
+    let keep = written.filter(|_| {
+        !matches!(
+            error,
+            Error::Write(..) | Error::Timeout(..) | Error::Superseded(..)
+        )
+    });
     (
         Outcome::Failed {
             error,
@@ -124,6 +132,7 @@ fn failed(
 async fn write(
     db: &Database,
     mirror: &MirrorIdentity,
+    fence: Option<&Fence>,
     sources: &[Arc<SourceConfigMap>],
     written: Option<&WrittenRows>,
 ) -> Result<(Changes, Option<WrittenRows>), Error> {
@@ -146,7 +155,7 @@ async fn write(
         .map(|r| (r.namespace.clone(), r.name.clone()))
         .collect();
     db.ready().await?;
-    let changes = persist::sync(db, mirror, &changed, &keep).await?;
+    let changes = persist::sync(db, mirror, fence, &changed, &keep).await?;
     let hashes = rows
         .into_iter()
         .map(|r| ((r.namespace, r.name), r.content_hash))
@@ -157,8 +166,9 @@ async fn write(
 async fn delete(
     db: &Database,
     mirror: &MirrorIdentity,
+    fence: Option<&Fence>,
 ) -> Result<(Changes, Option<WrittenRows>), Error> {
     db.ready().await?;
-    let changes = persist::delete_all(db, mirror).await?;
+    let changes = persist::delete_all(db, mirror, fence).await?;
     Ok((changes, None))
 }

@@ -37,6 +37,9 @@ pub struct Job {
     pub mirror: MirrorIdentity,
     pub database: Option<DatabaseSpec>,
     pub work: Work,
+    /// A sharded member's epoch for this mirror: the database refuses the
+    /// job's statements once a newer owner has written.
+    pub fence: Option<store::persist::Fence>,
 }
 
 /// How the last job of a mirror ended.
@@ -341,6 +344,7 @@ mod tests {
                 secret_ref: None,
             }),
             work: Work::Sync(vec![]),
+            fence: None,
         }
     }
 

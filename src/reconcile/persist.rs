@@ -57,6 +57,7 @@ pub fn sync(
         mirror: id.clone(),
         database: mirror.spec.database.clone(),
         work: Work::Sync(sources.to_vec()),
+        fence: ctx.scope.fence(&id.uid),
     });
     let report = ctx.persistence.report(&id.uid);
     from_report(

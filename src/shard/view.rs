@@ -95,6 +95,11 @@ impl ShardView {
         self.state.lock().unwrap().in_flight.remove(uid);
     }
 
+    /// The epoch the running reconcile of `uid` began under.
+    pub fn in_flight_epoch(&self, uid: &str) -> Option<i64> {
+        self.state.lock().unwrap().in_flight.get(uid).copied()
+    }
+
     pub fn in_flight(&self, uid: &str) -> bool {
         self.state.lock().unwrap().in_flight.contains_key(uid)
     }

@@ -41,6 +41,10 @@ pub enum Error {
     Write(String, String),
     #[error("database {0} did not answer within {2:?} ({1})")]
     Timeout(String, &'static str, std::time::Duration),
+    #[error(
+        "database {0}: the rows of {1} were written under a newer assignment than this member's (epoch {2}); its write was refused"
+    )]
+    Superseded(String, String, i64),
 }
 
 impl Error {
@@ -57,6 +61,7 @@ impl Error {
             Error::Migration(..) => "MigrationFailed",
             Error::Write(..) => "WriteFailed",
             Error::Timeout(..) => "Timeout",
+            Error::Superseded(..) => "Superseded",
         }
     }
 
@@ -104,6 +109,7 @@ impl Error {
             Error::Migration(..) => "migration",
             Error::Write(..) => "write",
             Error::Timeout(..) => "timeout",
+            Error::Superseded(..) => "superseded",
         }
     }
 }

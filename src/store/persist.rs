@@ -34,53 +34,78 @@ impl Changes {
     }
 }
 
+/// What a sharded member's row statements carry: the assignment epoch its
+/// reconcile began under. PostgreSQL applies a statement only if no newer
+/// epoch has written the mirror's rows (`mirror_write_epochs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub epoch: i64,
+    pub member: String,
+}
+
 /// Upserts `changed` (rows whose hash may differ from the database's) and
-/// deletes this mirror's rows whose (namespace, name) is not in `keep`.
+/// deletes this mirror's rows whose (namespace, name) is not in `keep`,
+/// each statement under `fence` when there is one.
 pub async fn sync(
     db: &Database,
     mirror: &MirrorIdentity,
+    fence: Option<&Fence>,
     changed: &[Row],
     keep: &[(String, String)],
-) -> Result<Changes, Error> {
-    sync_within(db, mirror, changed, keep, Limits::default()).await
-}
-
-/// `sync` with other statement limits (tests cut small batches).
-pub async fn sync_within(
-    db: &Database,
-    mirror: &MirrorIdentity,
-    changed: &[Row],
-    keep: &[(String, String)],
-    limits: Limits,
 ) -> Result<Changes, Error> {
     let mut changes = Changes::default();
-    for rows in batch::batches(changed, limits) {
-        let (created, updated) = upsert(db, mirror, rows).await?;
+    for rows in batch::batches(changed, Limits::default()) {
+        let (created, updated) = upsert(db, mirror, fence, rows).await?;
         changes.created += created;
         changes.updated += updated;
     }
-    changes.deleted = delete_gone(db, mirror, keep, limits).await?;
+    changes.deleted = delete_gone(db, mirror, fence, keep, Limits::default()).await?;
     Ok(changes)
 }
 
 /// Deletes all rows of a mirror (recording each deletion).
-pub async fn delete_all(db: &Database, mirror: &MirrorIdentity) -> Result<Changes, Error> {
-    sync(db, mirror, &[], &[]).await
+pub async fn delete_all(
+    db: &Database,
+    mirror: &MirrorIdentity,
+    fence: Option<&Fence>,
+) -> Result<Changes, Error> {
+    sync(db, mirror, fence, &[], &[]).await
+}
+
+fn refused(db: &Database, mirror: &MirrorIdentity, fence: Option<&Fence>) -> Error {
+    metrics::counter!(crate::telemetry::names::DB_WRITES_REFUSED).increment(1);
+    Error::Superseded(db.label.clone(), mirror.key(), fence.map_or(0, |f| f.epoch))
 }
 
 /// One statement: upserts `rows` and records a revision for each row that
 /// changed; returns (created, updated). Columns are bound straight from the
 /// rows (no per-column copies): the statement's buffer is the only copy.
-async fn upsert(db: &Database, mirror: &MirrorIdentity, rows: &[Row]) -> Result<(u64, u64), Error> {
+async fn upsert(
+    db: &Database,
+    mirror: &MirrorIdentity,
+    fence: Option<&Fence>,
+    rows: &[Row],
+) -> Result<(u64, u64), Error> {
     let text = |f: fn(&Row) -> &str| rows.iter().map(f).bind_iter();
     let json = |f: fn(&Row) -> &JsonText| rows.iter().map(move |r| Json(f(r).raw())).bind_iter();
     let counts = sqlx::query!(
         r#"
-        WITH input AS (
+        WITH fence AS (
+            INSERT INTO mirror_write_epochs AS f (mirror_uid, configmirror_namespace, configmirror_name, epoch, member)
+            SELECT $14::text, $1, $2, $15::bigint, $16::text WHERE $15::bigint IS NOT NULL
+            ON CONFLICT (mirror_uid) DO UPDATE SET epoch = EXCLUDED.epoch, member = EXCLUDED.member, written_at = now()
+            WHERE f.epoch <= EXCLUDED.epoch
+            RETURNING 1
+        ),
+        allowed AS (
+            SELECT $15::bigint IS NULL OR EXISTS (SELECT 1 FROM fence) AS ok
+        ),
+        input AS (
             SELECT * FROM UNNEST($3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::bool[],
                                  $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::text[], $13::text[])
                 AS t(name, namespace, data, binary_data, data_in_binary, immutable, labels, annotations,
                      annotations_in_binary, content_hash, source_uid)
+            WHERE (SELECT ok FROM allowed)
         ),
         upserted AS (
             INSERT INTO configmaps AS c (name, namespace, data, binary_data, data_in_binary, immutable, labels,
@@ -110,6 +135,8 @@ async fn upsert(db: &Database, mirror: &MirrorIdentity, rows: &[Row]) -> Result<
             RETURNING operation
         )
         SELECT operation AS "operation!", count(*) AS "count!" FROM revisions GROUP BY operation
+        UNION ALL
+        SELECT 'refused', 1 WHERE NOT (SELECT ok FROM allowed)
         "#,
         mirror.namespace,
         mirror.name,
@@ -124,10 +151,16 @@ async fn upsert(db: &Database, mirror: &MirrorIdentity, rows: &[Row]) -> Result<
         json(|r| &r.annotations_in_binary) as _,
         text(|r| &r.content_hash) as _,
         text(|r| &r.source_uid) as _,
+        &mirror.uid,
+        fence.map(|f| f.epoch),
+        fence.map(|f| f.member.as_str()),
     )
     .fetch_all(&db.pool);
     let counts = db.within("writing rows", counts).await?;
     let by_op: BTreeMap<String, i64> = counts.into_iter().map(|r| (r.operation, r.count)).collect();
+    if by_op.contains_key("refused") {
+        return Err(refused(db, mirror, fence));
+    }
     let get = |op: &str| by_op.get(op).copied().unwrap_or(0) as u64;
     Ok((get("created"), get("updated")))
 }
@@ -139,6 +172,7 @@ async fn upsert(db: &Database, mirror: &MirrorIdentity, rows: &[Row]) -> Result<
 async fn delete_gone(
     db: &Database,
     mirror: &MirrorIdentity,
+    fence: Option<&Fence>,
     keep: &[(String, String)],
     limits: Limits,
 ) -> Result<u64, Error> {
@@ -148,14 +182,24 @@ async fn delete_gone(
     loop {
         let pass = sqlx::query!(
             r#"
-            WITH keep AS (
+            WITH fence AS (
+                INSERT INTO mirror_write_epochs AS f (mirror_uid, configmirror_namespace, configmirror_name, epoch, member)
+                SELECT $7::text, $1, $2, $8::bigint, $9::text WHERE $8::bigint IS NOT NULL
+                ON CONFLICT (mirror_uid) DO UPDATE SET epoch = EXCLUDED.epoch, member = EXCLUDED.member, written_at = now()
+                WHERE f.epoch <= EXCLUDED.epoch
+                RETURNING 1
+            ),
+            allowed AS (
+                SELECT $8::bigint IS NULL OR EXISTS (SELECT 1 FROM fence) AS ok
+            ),
+            keep AS (
                 SELECT * FROM UNNEST($3::text[], $4::text[]) AS k(namespace, name)
             ),
             gone AS MATERIALIZED (
                 -- A set difference (hashed), computed once (MATERIALIZED: the planner
                 -- must not re-run it per row), not a per-row anti-join.
                 SELECT namespace, name FROM configmaps
-                WHERE configmirror_namespace = $1 AND configmirror_name = $2
+                WHERE configmirror_namespace = $1 AND configmirror_name = $2 AND (SELECT ok FROM allowed)
                 EXCEPT
                 SELECT namespace, name FROM keep
             ),
@@ -191,7 +235,8 @@ async fn delete_gone(
                 FROM deleted
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM revisions) AS "deleted!", (SELECT count(*) FROM gone) AS "gone!"
+            SELECT (SELECT count(*) FROM revisions) AS "deleted!", (SELECT count(*) FROM gone) AS "gone!",
+                   NOT (SELECT ok FROM allowed) AS "refused!"
             "#,
             mirror.namespace,
             mirror.name,
@@ -199,9 +244,15 @@ async fn delete_gone(
             keep.iter().map(|(_, n)| n.as_str()).bind_iter() as _,
             max_rows,
             max_bytes,
+            &mirror.uid,
+            fence.map(|f| f.epoch),
+            fence.map(|f| f.member.as_str()),
         )
         .fetch_one(&db.pool);
         let pass = db.within("deleting rows", pass).await?;
+        if pass.refused {
+            return Err(refused(db, mirror, fence));
+        }
         deleted += pass.deleted as u64;
         // `gone` was counted before this pass deleted: more remain only
         // when it deleted fewer (and something).

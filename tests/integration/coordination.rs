@@ -219,3 +219,77 @@ async fn the_coordinator_prunes_old_history_and_long_gone_members_only() {
             .unwrap();
     assert_eq!(old, 1);
 }
+
+#[tokio::test]
+async fn rows_written_late_by_a_member_that_lost_the_mirror_are_refused() {
+    use configmirror::plan::{MirrorIdentity, SourceConfigMap};
+    use configmirror::store::persist::{self, Fence};
+    use configmirror::store::{Database, Deadlines, Error, rows::row_of};
+
+    use crate::support::db::rows;
+    use crate::support::k8s::configmap;
+
+    let test_db = TestDatabase::create().await;
+    let db = Database::new(
+        "test".into(),
+        "test".into(),
+        test_db.url.parse().unwrap(),
+        2,
+        Deadlines::default(),
+    );
+    db.ready().await.unwrap();
+    let mirror = MirrorIdentity {
+        namespace: "home".into(),
+        name: "m".into(),
+        uid: "uid-m".into(),
+    };
+    let rows_of = |v: &str| {
+        let mut cm = configmap("cfg", &[], &[("v", v)]);
+        cm.metadata.namespace = Some("src".into());
+        vec![row_of(&SourceConfigMap::from_configmap(&cm))]
+    };
+    let keep = [("src".to_string(), "cfg".to_string())];
+    let a = Fence {
+        epoch: 3,
+        member: "a".into(),
+    };
+    let b = Fence {
+        epoch: 5,
+        member: "b".into(),
+    };
+    let pool = test_db.pool().await;
+    let stored = |pool: PgPool| async move { rows(&pool, "home", "m").await[0].data["v"].clone() };
+
+    persist::sync(&db, &mirror, Some(&a), &rows_of("1"), &keep)
+        .await
+        .unwrap();
+    assert_eq!(stored(pool.clone()).await, "1");
+    // The mirror moved to b (a newer epoch), which writes its content...
+    persist::sync(&db, &mirror, Some(&b), &rows_of("2"), &keep)
+        .await
+        .unwrap();
+    // ... and a's statement, sent before it lost the mirror, arrives late.
+    let late = persist::sync(&db, &mirror, Some(&a), &rows_of("1"), &keep).await;
+    assert!(matches!(late, Err(Error::Superseded(_, _, 3))), "{late:?}");
+    assert_eq!(late.unwrap_err().reason(), "Superseded");
+    // A late deletion is refused just the same.
+    let late = persist::delete_all(&db, &mirror, Some(&a)).await;
+    assert!(matches!(late, Err(Error::Superseded(..))), "{late:?}");
+    assert_eq!(stored(pool.clone()).await, "2", "the new owner's rows stay");
+    let revisions = crate::support::db::revisions(&pool, "home", "m").await;
+    assert_eq!(
+        revisions.len(),
+        2,
+        "no revision from the refused writes: {revisions:?}"
+    );
+
+    // The same epoch goes on writing; unsharded writes carry no fence.
+    persist::sync(&db, &mirror, Some(&b), &rows_of("3"), &keep)
+        .await
+        .unwrap();
+    assert_eq!(stored(pool.clone()).await, "3");
+    persist::sync(&db, &mirror, None, &rows_of("4"), &keep)
+        .await
+        .unwrap();
+    assert_eq!(stored(pool.clone()).await, "4");
+}

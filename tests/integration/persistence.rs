@@ -669,11 +669,15 @@ async fn persistence_throughput_for_ten_thousand_rows() {
         .map(|r| (r.namespace.clone(), r.name.clone()))
         .collect();
     let started = std::time::Instant::now();
-    let changes = persist::sync(&db, &mirror, &rows, &keep).await.unwrap();
+    let changes = persist::sync(&db, &mirror, None, &rows, &keep)
+        .await
+        .unwrap();
     let first = started.elapsed();
     assert_eq!(changes.created, 10_000);
     let started = std::time::Instant::now();
-    let again = persist::sync(&db, &mirror, &rows, &keep).await.unwrap();
+    let again = persist::sync(&db, &mirror, None, &rows, &keep)
+        .await
+        .unwrap();
     let second = started.elapsed();
     assert!(!again.any(), "an unchanged batch changed rows");
     println!(

@@ -515,5 +515,32 @@ async fn a_member_cut_off_from_its_database_writes_nothing_after_its_lease() {
         "b wrote after its lease ended at {valid_until}: {}",
         crate::support::audit::summary(&late)
     );
+
+    // What b sent into the partition reaches PostgreSQL now, late, and is
+    // refused there: a has written those mirrors under newer epochs. The
+    // rows stay equal to the sources.
     proxy.release();
+    let pool = db.pool().await;
+    let all_final = || async {
+        for i in 0..20 {
+            let name = format!("m{i:04}");
+            let found = crate::support::db::rows(&pool, &s.home.name, &name).await;
+            if found.is_empty() || found.iter().any(|r| r.data["v"] != "final") {
+                return Err(format!(
+                    "{name}: rows {:?}",
+                    found.iter().map(|r| &r.data).collect::<Vec<_>>()
+                ));
+            }
+        }
+        Ok(())
+    };
+    eventually("every mirror's rows at final", WAIT, || async {
+        all_final().await.ok()
+    })
+    .await;
+    // Time for late statements to land (they would make rows older).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    if let Err(stale) = all_final().await {
+        panic!("a late write made rows stale: {stale}");
+    }
 }

@@ -38,6 +38,7 @@ pub async fn released(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity)
             mirror: id.clone(),
             database: mirror.spec.database.clone(),
             work: Work::DeleteAll,
+            fence: ctx.scope.fence(&id.uid),
         });
     }
     false
