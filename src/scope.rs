@@ -128,7 +128,8 @@ mod tests {
     fn a_shard_narrows_the_scope_to_its_assignment() {
         let view = Arc::new(ShardView::new("m"));
         view.unfence();
-        view.set_owned([crate::shard::view::tests::owned("u1", 1)].into());
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        view.set_owned([crate::shard::view::tests::owned("u1", 1)].into(), later);
         let s = Scope::new(Vec::<String>::new()).with_shard(view.clone());
         let mut mine = mirror("a");
         mine.metadata.uid = Some("u1".into());

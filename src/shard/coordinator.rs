@@ -17,7 +17,7 @@ use super::Timing;
 use super::assign::{self, Role};
 use crate::api::ConfigMirror;
 use crate::store::coordination::{
-    self, AssignmentRow, CoordinatorError, CoordinatorTx, DeadAfter, MemberRow, Move,
+    self, AssignmentRow, CoordinatorError, CoordinatorTx, MemberRow, Move, MoveRules,
 };
 use crate::telemetry::names;
 
@@ -371,13 +371,14 @@ pub async fn step_with(
     if changes.is_empty() {
         return Ok(());
     }
-    let dead = DeadAfter {
+    let rules = MoveRules {
         heartbeat: timing.ttl + timing.grace,
         left: timing.leave_grace,
+        forced_hold: timing.ownership_valid(),
     };
     let mut tx = CoordinatorTx::begin(pool, epoch).await?;
     let inserted = tx.insert(&changes.insert).await?;
-    let reassigned = tx.reassign(&changes.reassign, dead).await?;
+    let reassigned = tx.reassign(&changes.reassign, rules).await?;
     let drained = tx.drain(&changes.drain).await?;
     let removed = tx.remove(&changes.remove).await?;
     tx.commit().await?;

@@ -134,14 +134,18 @@ fn fence(view: &ShardView, member: &str, fence_after: Duration) -> bool {
 }
 
 /// Fences the member the moment its lease runs out, even while the
-/// heartbeat loop is stuck (writes check the deadline themselves; this
-/// makes the fence, its metric and readiness follow at once).
+/// heartbeat loop is stuck, and says so when its last read of the
+/// assignments ran out (writes check both deadlines themselves; this makes
+/// the fence, its metric and readiness follow at once).
 async fn watchdog(view: Arc<ShardView>, member: String, fence_after: Duration) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        if view.expired(Instant::now()) {
+        let now = Instant::now();
+        if view.expired(now) {
             fence(&view, &member, fence_after);
+        } else if view.expire_ownership(now) {
+            tracing::warn!(%member, "assignments not read successfully for too long: acting on none until the next read");
         }
     }
 }

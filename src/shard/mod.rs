@@ -61,6 +61,15 @@ impl Default for Timing {
 }
 
 impl Timing {
+    /// A member acts on a read of its assignments for this long after the
+    /// read began; reads repeat every `poll` (sooner on NOTIFY), so one
+    /// failed read costs nothing. A forced move holds its new owner back as
+    /// long, so the old owner, alive but not answering its drain, has
+    /// certainly stopped first.
+    pub fn ownership_valid(&self) -> Duration {
+        self.poll * 2 + self.heartbeat
+    }
+
     /// Without a heartbeat for this long, a member stops writing.
     pub fn fence_after(&self) -> Duration {
         self.ttl.saturating_sub(self.margin)

@@ -32,6 +32,12 @@ struct State {
     valid_until: Option<Instant>,
     /// The assignments were read since the last (un)fencing.
     fresh: bool,
+    /// The owned set may be acted on until then (monotonic clock): the
+    /// start of the last successful read of the assignments + the
+    /// ownership validity. A member whose reads stop working (while its
+    /// heartbeats still do) stops writing then; a forced move away from it
+    /// holds the new owner back at least as long.
+    owned_until: Option<Instant>,
     /// Counts the times ownership became fresh (start, and each resume
     /// after a fence).
     activations: u64,
@@ -60,7 +66,7 @@ impl ShardView {
 
     pub fn owns(&self, uid: &str) -> bool {
         let s = self.state.lock().unwrap();
-        !s.fenced && s.fresh && s.owned.contains_key(uid)
+        s.current(Instant::now()) && s.owned.contains_key(uid)
     }
 
     pub fn epoch(&self, uid: &str) -> Option<i64> {
@@ -72,7 +78,8 @@ impl ShardView {
     /// again.
     pub fn active(&self) -> Option<(u64, HashMap<String, Owned>)> {
         let s = self.state.lock().unwrap();
-        (!s.fenced && s.fresh).then(|| (s.activations, s.owned.clone()))
+        s.current(Instant::now())
+            .then(|| (s.activations, s.owned.clone()))
     }
 
     pub fn owned_count(&self) -> usize {
@@ -83,8 +90,9 @@ impl ShardView {
     /// as in flight until `end`.
     pub fn begin(&self, uid: &str) -> bool {
         let mut s = self.state.lock().unwrap();
+        let current = s.current(Instant::now());
         let epoch = match s.owned.get(uid) {
-            Some(owned) if !s.fenced && s.fresh => owned.epoch,
+            Some(owned) if current => owned.epoch,
             _ => return false,
         };
         s.in_flight.insert(uid.to_string(), epoch);
@@ -111,12 +119,15 @@ impl ShardView {
     }
 
     /// Whether the running reconcile of `uid` may send a write now: the
-    /// lease holds, and the mirror is still this member's at the epoch the
-    /// reconcile began under (a drain or a move ends that at once).
-    /// Checked just before each replica write and status patch.
+    /// lease holds, the last read of the assignments is still trusted, and
+    /// the mirror is still this member's at the epoch the reconcile began
+    /// under (a drain or a move ends that at once). Checked just before
+    /// each replica write and status patch.
     pub fn may_write(&self, uid: &str) -> bool {
         let s = self.state.lock().unwrap();
-        s.writable(Instant::now())
+        let now = Instant::now();
+        s.writable(now)
+            && s.owned_until.is_some_and(|u| now < u)
             && s.in_flight
                 .get(uid)
                 .is_some_and(|epoch| s.owned.get(uid).is_some_and(|o| o.epoch == *epoch))
@@ -129,6 +140,17 @@ impl ShardView {
         s.valid_until = Some(s.valid_until.map_or(valid_until, |v| v.max(valid_until)));
     }
 
+    /// Whether the last read of the assignments ran out while the view
+    /// still counted as fresh; it then no longer does (once).
+    pub fn expire_ownership(&self, now: Instant) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let ran_out = s.fresh && s.owned_until.is_none_or(|u| now >= u);
+        if ran_out {
+            s.fresh = false;
+        }
+        ran_out
+    }
+
     /// Whether the lease ran out (the watchdog then fences).
     pub fn expired(&self, now: Instant) -> bool {
         self.state
@@ -138,20 +160,23 @@ impl ShardView {
             .is_none_or(|v| now >= v)
     }
 
-    /// Replaces the owned set with what the database says.
-    pub fn set_owned(&self, owned: HashMap<String, Owned>) {
+    /// Replaces the owned set with what the database says, trusted until
+    /// `valid_until` (the read's start + the ownership validity).
+    pub fn set_owned(&self, owned: HashMap<String, Owned>, valid_until: Instant) {
         let mut s = self.state.lock().unwrap();
-        // A changed assignment, or resuming after a fence (the mirror watch
-        // then reconciles every owned mirror: what changed while this
-        // member could not act is caught up).
-        let changed = !s.fresh
+        // Resuming after a fence or after the last read ran out: the mirror
+        // watch then reconciles every owned mirror, so what changed while
+        // this member could not act is caught up.
+        let resumed = !s.current(Instant::now());
+        let changed = resumed
             || s.owned.len() != owned.len()
             || owned.keys().any(|k| !s.owned.contains_key(k));
         s.owned = owned;
-        if !s.fresh {
+        if resumed {
             s.activations += 1;
         }
         s.fresh = true;
+        s.owned_until = Some(valid_until);
         drop(s);
         if changed {
             self.changes.send_modify(|n| *n += 1);
@@ -197,6 +222,11 @@ impl ShardView {
 }
 
 impl State {
+    /// Whether the owned set may be acted on now.
+    fn current(&self, now: Instant) -> bool {
+        !self.fenced && self.fresh && self.owned_until.is_some_and(|u| now < u)
+    }
+
     fn writable(&self, now: Instant) -> bool {
         !self.fenced && self.valid_until.is_some_and(|v| now < v)
     }
@@ -218,23 +248,27 @@ pub(crate) mod tests {
         )
     }
 
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
     fn view(uids: &[&str]) -> ShardView {
         let v = ShardView::new("m");
         v.renew(Instant::now() + std::time::Duration::from_secs(60));
         v.unfence();
-        v.set_owned(uids.iter().map(|u| owned(u, 1)).collect());
+        v.set_owned(uids.iter().map(|u| owned(u, 1)).collect(), later());
         v
     }
 
     #[test]
     fn a_new_view_owns_nothing_until_registered_and_read() {
         let v = ShardView::new("m");
-        v.set_owned([owned("u", 1)].into());
+        v.set_owned([owned("u", 1)].into(), later());
         assert!(!v.owns("u"), "fenced until heartbeating");
         v.unfence();
         assert!(!v.owns("u"), "stale until the assignments are read again");
         assert!(v.active().is_none());
-        v.set_owned([owned("u", 1)].into());
+        v.set_owned([owned("u", 1)].into(), later());
         assert_eq!(v.active().map(|(_, a)| a.len()), Some(1));
         assert!(v.owns("u"));
     }
@@ -265,7 +299,7 @@ pub(crate) mod tests {
             );
             v.end("a");
         }
-        v.set_owned([owned("a", 1)].into());
+        v.set_owned([owned("a", 1)].into(), later());
         assert_eq!(
             v.active().map(|(n, _)| n),
             activation,
@@ -283,7 +317,7 @@ pub(crate) mod tests {
         assert!(v.unfence());
         assert!(v.writable() && !v.owns("a"));
         let before = v.active();
-        v.set_owned([owned("a", 2), owned("b", 1)].into());
+        v.set_owned([owned("a", 2), owned("b", 1)].into(), later());
         assert!(before.is_none());
         assert_eq!(v.active().map(|(n, _)| n), Some(2), "a second activation");
         assert!(v.owns("a") && v.owns("b"));
@@ -300,7 +334,7 @@ pub(crate) mod tests {
         let v2 = ShardView::new("m");
         v2.renew(now);
         v2.unfence();
-        v2.set_owned([owned("a", 1)].into());
+        v2.set_owned([owned("a", 1)].into(), later());
         assert!(v2.begin("a"));
         assert!(!v2.may_write("a") && !v2.writable());
         assert!(v2.expired(now));
@@ -317,12 +351,33 @@ pub(crate) mod tests {
         assert!(v.may_write("a"));
         assert!(!v.may_write("b"), "not in flight");
         // Moved away and back under a new epoch: the old reconcile is stale.
-        v.set_owned([owned("a", 2)].into());
+        v.set_owned([owned("a", 2)].into(), later());
         assert!(!v.may_write("a"));
         v.end("a");
         assert!(v.begin("a") && v.may_write("a"));
         // A drain ends the running reconcile's writes at once.
         v.release("a");
         assert!(!v.may_write("a"));
+    }
+
+    #[test]
+    fn a_read_of_the_assignments_is_trusted_for_a_bounded_time_only() {
+        let v = view(&["a"]);
+        let first = v.active().map(|(n, _)| n);
+        assert!(v.begin("a") && v.may_write("a"));
+        // The reads stop working while heartbeats go on: the last read runs
+        // out, and with it every write, though the lease still holds.
+        let now = Instant::now();
+        v.set_owned([owned("a", 1)].into(), now);
+        assert!(v.writable(), "the lease itself holds");
+        assert!(!v.may_write("a") && !v.owns("a") && v.active().is_none());
+        assert!(v.expire_ownership(now), "stale once");
+        assert!(!v.expire_ownership(now));
+        v.end("a");
+        assert!(!v.begin("a"));
+        // A read that works again resumes, with a catch-up of every mirror.
+        v.set_owned([owned("a", 1)].into(), later());
+        assert!(v.begin("a") && v.may_write("a"));
+        assert_ne!(v.active().map(|(n, _)| n), first, "a new activation");
     }
 }

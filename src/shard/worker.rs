@@ -1,9 +1,10 @@
 //! A member's view of its assignments: read on every NOTIFY and every poll
-//! interval; a drained mirror is released at once and handed over once its
-//! in-flight reconcile has finished.
+//! interval. Each read is trusted for `Timing::ownership_valid` from its
+//! start; a drained mirror is released at once and handed over, apart from
+//! the reads, once its in-flight reconcile has finished.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -11,17 +12,32 @@ use sqlx::PgPool;
 use super::membership::Membership;
 use super::view::Owned;
 use super::{ShardView, Timing};
-use crate::store::coordination::{self, AssignmentRow};
+use crate::store::coordination::{self, AssignmentRow, Held};
 use crate::telemetry::names;
+
+/// Mirrors whose handover is under way (one task each).
+type Handing = Arc<Mutex<HashSet<String>>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
 
 pub async fn run(pool: PgPool, membership: Arc<Membership>, view: Arc<ShardView>, timing: Timing) {
     let mut listener = None;
+    let handing = Handing::default();
     loop {
         if listener.is_none() {
             listener = coordination::listen(&pool).await.ok();
         }
-        if let Err(e) = refresh(&pool, &membership, &view, &timing).await {
-            tracing::warn!(error = %e, "reading assignments failed; retrying");
+        let mut next_read = timing.poll;
+        match refresh(&pool, &membership, &view, &timing, &handing).await {
+            Ok(Some(held_for)) => next_read = next_read.min(held_for),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "reading assignments failed; retrying"),
         }
         // Fenced, or unfenced but not yet read: every moment without a
         // fresh read is a moment this member reconciles nothing.
@@ -29,11 +45,11 @@ pub async fn run(pool: PgPool, membership: Arc<Membership>, view: Arc<ShardView>
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        // Wait for a NOTIFY, or poll.
+        // Wait for a NOTIFY, or poll (or a forced move's hold to end).
         let notified = match listener.as_mut() {
-            Some(l) => tokio::time::timeout(timing.poll, l.recv()).await,
+            Some(l) => tokio::time::timeout(next_read, l.recv()).await,
             None => {
-                tokio::time::sleep(timing.poll.min(Duration::from_secs(1))).await;
+                tokio::time::sleep(next_read.min(Duration::from_secs(1))).await;
                 continue;
             }
         };
@@ -44,42 +60,85 @@ pub async fn run(pool: PgPool, membership: Arc<Membership>, view: Arc<ShardView>
     }
 }
 
+/// Reads the assignments into the view and starts the handover of newly
+/// drained mirrors. Returns how long the soonest forced move to this
+/// member still holds it back, if any.
 async fn refresh(
     pool: &PgPool,
-    membership: &Membership,
-    view: &ShardView,
+    membership: &Arc<Membership>,
+    view: &Arc<ShardView>,
     timing: &Timing,
-) -> Result<(), sqlx::Error> {
+    handing: &Handing,
+) -> Result<Option<Duration>, ReadError> {
     if view.fenced() {
-        return Ok(());
+        return Ok(None);
     }
-    let rows = coordination::assignments_of(pool, &membership.name).await?;
-    let mine = |r: &&AssignmentRow| r.member == membership.name;
-    let owned: HashMap<String, Owned> = rows
-        .iter()
-        .filter(mine)
-        .filter(|r| r.state == "active")
-        .map(|r| {
-            let owned = Owned {
-                epoch: r.epoch,
-                namespace: r.mirror_namespace.clone(),
-                name: r.mirror_name.clone(),
-            };
-            (r.mirror_uid.clone(), owned)
-        })
-        .collect();
-    let draining: Vec<AssignmentRow> = rows
-        .iter()
-        .filter(mine)
-        .filter(|r| r.state == "draining")
-        .cloned()
-        .collect();
-    view.set_owned(owned);
+    let started = Instant::now();
+    let valid = timing.ownership_valid();
+    let read = tokio::time::timeout(valid, coordination::assignments_of(pool, &membership.name))
+        .await
+        .map_err(|_| ReadError::Timeout(valid))??;
+    let (owned, held_for, draining) = sort(&membership.name, read);
+    view.set_owned(owned, started + valid);
     metrics::gauge!(names::SHARD_OWNED).set(view.owned_count() as f64);
     for row in draining {
-        hand_over(pool, membership, view, timing, &row).await?;
+        if !handing.lock().unwrap().insert(row.mirror_uid.clone()) {
+            continue;
+        }
+        // Apart from the reads: a handover waits for an in-flight
+        // reconcile, and the reads must go on meanwhile (they keep the
+        // member's other mirrors trusted and see further drains).
+        let (pool, membership, view, timing, handing) = (
+            pool.clone(),
+            membership.clone(),
+            view.clone(),
+            timing.clone(),
+            handing.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = hand_over(&pool, &membership, &view, &timing, &row).await {
+                tracing::warn!(mirror = %row.mirror_uid, error = %e, "handover failed; retried on the next read");
+            }
+            handing.lock().unwrap().remove(&row.mirror_uid);
+        });
     }
-    Ok(())
+    Ok(held_for)
+}
+
+/// Splits a member's read: the mirrors it may act on now, how long the
+/// soonest one still held back by a forced move waits, and its drains.
+/// Pure.
+fn sort(
+    member: &str,
+    read: Vec<Held>,
+) -> (HashMap<String, Owned>, Option<Duration>, Vec<AssignmentRow>) {
+    let mut owned = HashMap::new();
+    let mut held_for: Option<Duration> = None;
+    let mut draining = Vec::new();
+    for Held {
+        row,
+        held_for: hold,
+    } in read
+    {
+        if row.member != member {
+            continue;
+        }
+        if row.state == "draining" {
+            draining.push(row);
+            continue;
+        }
+        if let Some(hold) = hold.filter(|h| !h.is_zero()) {
+            held_for = Some(held_for.map_or(hold, |h| h.min(hold)));
+            continue;
+        }
+        let o = Owned {
+            epoch: row.epoch,
+            namespace: row.mirror_namespace,
+            name: row.mirror_name,
+        };
+        owned.insert(row.mirror_uid, o);
+    }
+    (owned, held_for, draining)
 }
 
 /// The old owner's part of a handover: no new reconcile starts (the mirror
@@ -119,4 +178,47 @@ async fn hand_over(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(uid: &str, member: &str, state: &str, hold: Option<f64>) -> Held {
+        Held {
+            row: AssignmentRow {
+                mirror_uid: uid.into(),
+                mirror_namespace: "ns".into(),
+                mirror_name: uid.into(),
+                member: member.into(),
+                state: state.into(),
+                next_member: (state == "draining").then(|| "other".into()),
+                epoch: 3,
+            },
+            held_for: hold.map(Duration::from_secs_f64),
+        }
+    }
+
+    #[test]
+    fn a_forced_move_is_acted_on_only_once_its_hold_ends() {
+        let read = vec![
+            held("a", "me", "active", None),
+            held("b", "me", "active", Some(0.0)),
+            held("c", "me", "active", Some(4.0)),
+            held("d", "me", "active", Some(2.5)),
+            held("e", "me", "draining", None),
+            held("f", "other", "draining", None),
+        ];
+        let (owned, held_for, draining) = sort("me", read);
+        let mut uids: Vec<_> = owned.keys().cloned().collect();
+        uids.sort();
+        assert_eq!(uids, ["a", "b"], "held mirrors are not owned yet");
+        assert_eq!(
+            held_for,
+            Some(Duration::from_secs_f64(2.5)),
+            "read again when the soonest hold ends"
+        );
+        assert_eq!(draining.len(), 1);
+        assert_eq!(draining[0].mirror_uid, "e", "only this member's own drains");
+    }
 }

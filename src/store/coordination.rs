@@ -4,6 +4,8 @@
 //! transaction that holds the epoch row FOR SHARE and checks it first (a
 //! deposed coordinator changes nothing, and a new one's bump waits for it).
 
+use std::time::Duration;
+
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -32,6 +34,14 @@ pub struct AssignmentRow {
     pub state: String,
     pub next_member: Option<String>,
     pub epoch: i64,
+}
+
+/// A member's assignment as it reads it, with how long a forced move to it
+/// still holds it back (`None`: it may act on it now).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub row: AssignmentRow,
+    pub held_for: Option<Duration>,
 }
 
 /// Registers this process as `name` (a new incarnation), active.
@@ -96,20 +106,33 @@ pub async fn members(pool: &PgPool) -> Result<Vec<MemberRow>, sqlx::Error> {
 }
 
 /// Assignments a member owns or is about to receive.
-pub async fn assignments_of(
-    pool: &PgPool,
-    member: &str,
-) -> Result<Vec<AssignmentRow>, sqlx::Error> {
-    sqlx::query_as!(
-        AssignmentRow,
+pub async fn assignments_of(pool: &PgPool, member: &str) -> Result<Vec<Held>, sqlx::Error> {
+    let rows = sqlx::query!(
         r#"
-        SELECT mirror_uid, mirror_namespace, mirror_name, member, state, next_member, epoch
+        SELECT mirror_uid, mirror_namespace, mirror_name, member, state, next_member, epoch,
+               CASE WHEN active_from > now()
+                    THEN EXTRACT(EPOCH FROM active_from - now())::float8 END AS held_for
         FROM assignments WHERE member = $1 OR next_member = $1
         "#,
         member
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Held {
+            held_for: r.held_for.map(Duration::from_secs_f64),
+            row: AssignmentRow {
+                mirror_uid: r.mirror_uid,
+                mirror_namespace: r.mirror_namespace,
+                mirror_name: r.mirror_name,
+                member: r.member,
+                state: r.state,
+                next_member: r.next_member,
+                epoch: r.epoch,
+            },
+        })
+        .collect())
 }
 
 /// Every assignment, with the seconds since it last changed.
@@ -157,7 +180,7 @@ pub async fn acknowledge_drain(
         WITH acked AS (
             UPDATE assignments a
             SET member = a.next_member, next_member = NULL, state = 'active', epoch = a.epoch + 1,
-                changed_at = now()
+                changed_at = now(), active_from = NULL
             FROM (SELECT changed_at AS drained_at FROM assignments WHERE mirror_uid = $1) d
             WHERE a.mirror_uid = $1 AND a.member = $2 AND a.state = 'draining' AND a.epoch = $4
               AND EXISTS (SELECT 1 FROM members WHERE name = $2 AND incarnation = $3)
@@ -287,9 +310,11 @@ impl<'a> CoordinatorTx<'a> {
     /// is still at the epoch the plan read, and a dead owner only if it is
     /// still dead by the database's clock now: its row is then held FOR
     /// SHARE until commit, so a heartbeat landing meanwhile waits, and the
-    /// member reads its assignments only after the move. Returns how many
-    /// moved.
-    pub async fn reassign(&mut self, moves: &[Move], dead: DeadAfter) -> Result<u64, sqlx::Error> {
+    /// member reads its assignments only after the move. A forced move
+    /// takes effect for the new owner only after `forced_hold`, once the
+    /// live old owner's trust in its last read has run out. Returns how
+    /// many moved.
+    pub async fn reassign(&mut self, moves: &[Move], rules: MoveRules) -> Result<u64, sqlx::Error> {
         if moves.is_empty() {
             return Ok(0);
         }
@@ -305,7 +330,8 @@ impl<'a> CoordinatorTx<'a> {
             ),
             moved AS (
                 UPDATE assignments a SET member = t.member, state = 'active', next_member = NULL,
-                    epoch = a.epoch + 1, coordinator_epoch = $7, changed_at = now()
+                    epoch = a.epoch + 1, coordinator_epoch = $7, changed_at = now(),
+                    active_from = CASE WHEN t.forced THEN now() + make_interval(secs => $8) END
                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bool[]) AS t(mirror_uid, member, epoch, forced)
                 WHERE a.mirror_uid = t.mirror_uid AND a.epoch = t.epoch
                   AND (t.forced OR a.member IN (SELECT name FROM dead)
@@ -321,9 +347,10 @@ impl<'a> CoordinatorTx<'a> {
             &to,
             &epochs,
             &forced,
-            dead.heartbeat.as_secs_f64(),
-            dead.left.as_secs_f64(),
-            self.epoch
+            rules.heartbeat.as_secs_f64(),
+            rules.left.as_secs_f64(),
+            self.epoch,
+            rules.forced_hold.as_secs_f64()
         )
         .execute(&mut *self.tx)
         .await?;
@@ -442,12 +469,15 @@ pub struct Move {
     pub forced: bool,
 }
 
-/// When a member counts as dead, by the database's clock: no heartbeat for
-/// `heartbeat` (TTL + grace), or left longer than `left` ago.
+/// The rules of a move straight to a new owner. A member counts as dead,
+/// by the database's clock, with no heartbeat for `heartbeat` (TTL + grace)
+/// or once it left longer than `left` ago. A forced move from a live owner
+/// holds the new owner back for `forced_hold` (see `active_from`).
 #[derive(Debug, Clone, Copy)]
-pub struct DeadAfter {
-    pub heartbeat: std::time::Duration,
-    pub left: std::time::Duration,
+pub struct MoveRules {
+    pub heartbeat: Duration,
+    pub left: Duration,
+    pub forced_hold: Duration,
 }
 
 fn columns(moves: &[Move]) -> (Vec<String>, Vec<String>, Vec<i64>) {

@@ -33,29 +33,52 @@ async fn history(pool: &PgPool, uid: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// A migrated coordination database with registered members and a
+/// coordinator epoch.
+struct Coordination {
+    _db: TestDatabase,
+    pool: PgPool,
+    members: HashMap<&'static str, Uuid>,
+    epoch: i64,
+}
+
+impl Coordination {
+    async fn new(names: &[&'static str]) -> Self {
+        let db = TestDatabase::create().await;
+        let pool = db.pool().await;
+        migrate::run_within(
+            &db.url.parse().unwrap(),
+            migrate::coordination(),
+            "test",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let members: HashMap<&str, Uuid> = names.iter().map(|m| (*m, Uuid::new_v4())).collect();
+        for (name, incarnation) in &members {
+            coordination::register(&pool, name, *incarnation)
+                .await
+                .unwrap();
+        }
+        let epoch = coordination::bump_epoch(&pool, "test").await.unwrap();
+        Self {
+            _db: db,
+            pool,
+            members,
+            epoch,
+        }
+    }
+}
+
 #[tokio::test]
 async fn what_lands_between_the_coordinators_read_and_write_is_kept() {
-    let db = TestDatabase::create().await;
-    let pool = db.pool().await;
-    migrate::run_within(
-        &db.url.parse().unwrap(),
-        migrate::coordination(),
-        "test",
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    let Coordination {
+        _db,
+        pool,
+        members,
+        epoch,
+    } = Coordination::new(&["a", "b", "c", "d"]).await;
     let timing = Timing::default();
-    let members: HashMap<&str, Uuid> = ["a", "b", "c", "d"]
-        .into_iter()
-        .map(|m| (m, Uuid::new_v4()))
-        .collect();
-    for (name, incarnation) in &members {
-        coordination::register(&pool, name, *incarnation)
-            .await
-            .unwrap();
-    }
-    let epoch = coordination::bump_epoch(&pool, "test").await.unwrap();
 
     // x: owned by a, draining to b for longer than the drain timeout, so
     // the coordinator plans to force it. y: owned by d, whose last
@@ -136,22 +159,9 @@ async fn what_lands_between_the_coordinators_read_and_write_is_kept() {
 
 #[tokio::test]
 async fn the_coordinator_prunes_old_history_and_long_gone_members_only() {
-    let db = TestDatabase::create().await;
-    let pool = db.pool().await;
-    migrate::run_within(
-        &db.url.parse().unwrap(),
-        migrate::coordination(),
-        "test",
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    for name in ["alive", "gone", "gone-but-owning"] {
-        coordination::register(&pool, name, Uuid::new_v4())
-            .await
-            .unwrap();
-    }
-    let epoch = coordination::bump_epoch(&pool, "test").await.unwrap();
+    let Coordination {
+        _db, pool, epoch, ..
+    } = Coordination::new(&["alive", "gone", "gone-but-owning"]).await;
     let mut tx = CoordinatorTx::begin(&pool, epoch).await.unwrap();
     tx.insert(&[
         ("x".into(), "ns".into(), "x".into(), "alive".into()),
@@ -218,6 +228,77 @@ async fn the_coordinator_prunes_old_history_and_long_gone_members_only() {
             .await
             .unwrap();
     assert_eq!(old, 1);
+}
+
+/// A drain its live owner never acknowledged is forced after the drain
+/// timeout, but the new owner may act on it only once the old owner's last
+/// read of its assignments can no longer be trusted; a failover from a dead
+/// owner holds nothing back.
+#[tokio::test]
+async fn a_forced_move_holds_its_new_owner_back_for_the_ownership_validity() {
+    let Coordination {
+        _db,
+        pool,
+        members,
+        epoch,
+    } = Coordination::new(&["a", "b", "c", "d"]).await;
+    let timing = Timing::default();
+    let mut tx = CoordinatorTx::begin(&pool, epoch).await.unwrap();
+    tx.insert(&[
+        ("x".into(), "ns".into(), "x".into(), "a".into()),
+        ("y".into(), "ns".into(), "y".into(), "d".into()),
+    ])
+    .await
+    .unwrap();
+    let drain = Move {
+        uid: "x".into(),
+        to: "b".into(),
+        epoch: 1,
+        forced: false,
+    };
+    assert_eq!(tx.drain(&[drain]).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+    sqlx::query(
+        "UPDATE assignments SET changed_at = now() - interval '10 minutes' WHERE mirror_uid = 'x'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE members SET heartbeat_at = now() - interval '1 minute' WHERE name = 'd'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let index = Arc::new(RwLock::new(HashMap::from([
+        ("x".to_string(), ("ns".to_string(), "x".to_string())),
+        ("y".to_string(), ("ns".to_string(), "y".to_string())),
+    ])));
+    step_with(&pool, epoch, &index, &timing, true, async {})
+        .await
+        .unwrap();
+    assert_eq!(history(&pool, "x").await, ["new", "drain", "forced"]);
+    assert_eq!(history(&pool, "y").await, ["new", "failover"]);
+
+    let mut held = HashMap::new();
+    for member in ["a", "b", "c"] {
+        for h in coordination::assignments_of(&pool, member).await.unwrap() {
+            if h.row.member == member {
+                held.insert(h.row.mirror_uid.clone(), (member, h.held_for));
+            }
+        }
+    }
+    let (x_owner, x_held) = held["x"];
+    let x_held = x_held.expect("a forced move is held back");
+    assert_ne!(x_owner, "a", "x moved");
+    assert!(
+        x_held <= timing.ownership_valid()
+            && x_held > timing.ownership_valid() - Duration::from_secs(2),
+        "held for {x_held:?}, ownership valid {:?}",
+        timing.ownership_valid()
+    );
+    assert_eq!(held["y"].1, None, "a dead owner's mirror is not held back");
+    // The old owner's acknowledgement, late, applies nothing.
+    let late = coordination::acknowledge_drain(&pool, "x", "a", members["a"], 2).await;
+    assert_eq!(late.unwrap(), None);
 }
 
 #[tokio::test]
