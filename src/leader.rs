@@ -1,10 +1,16 @@
 //! `--leader-elect`: one active process per Lease, the others stand by.
 //! Losing the Lease ends the process (fail-stop): it never writes without a
-//! claim, and its pod restarts as a standby.
+//! claim, and its pod restarts as a standby. Before that, writes stop at the
+//! Lease's renew deadline (`LeaseDeadline`): a process that was paused, or
+//! could not renew, writes nothing once a standby may have taken over.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use kube::Client;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -13,7 +19,81 @@ use crate::telemetry::names;
 
 pub struct Leadership {
     pub holding: watch::Receiver<bool>,
+    /// Until when this process may write as the leader.
+    pub deadline: Arc<LeaseDeadline>,
     task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    follower: JoinHandle<()>,
+}
+
+/// Until when the leader may write (monotonic clock): its last renewal of
+/// the Lease, as the Lease itself records it, + the Lease's duration − a
+/// margin. A standby takes over only after renewal + duration by its own
+/// reading of the same record, so a write sent before this deadline never
+/// overlaps another leader's.
+#[derive(Debug, Default)]
+pub struct LeaseDeadline {
+    until: Mutex<Option<Instant>>,
+}
+
+impl LeaseDeadline {
+    /// Whether a write may be sent now.
+    pub fn holds(&self) -> bool {
+        self.until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Takes in the Lease as last seen: held by `member`, the deadline is
+    /// its renewal + duration − `margin`; held by anyone else (or nobody),
+    /// there is none.
+    pub fn observe(&self, lease: &Lease, member: &str, margin: Duration) {
+        *self.until.lock().unwrap() = deadline_of(lease, member, margin, SystemTime::now())
+            .map(|remaining| Instant::now() + remaining);
+    }
+}
+
+/// How long from `now` (wall clock, the clock the holder wrote its renewal
+/// with) `member` may still write under `lease`; `None` when it does not
+/// hold it. Pure.
+pub fn deadline_of(
+    lease: &Lease,
+    member: &str,
+    margin: Duration,
+    now: SystemTime,
+) -> Option<Duration> {
+    let spec = lease.spec.as_ref()?;
+    if spec.holder_identity.as_deref() != Some(member) {
+        return None;
+    }
+    let renewed: SystemTime = spec.renew_time.as_ref()?.0.into();
+    let duration = Duration::from_secs(u64::try_from(spec.lease_duration_seconds?).ok()?);
+    let until = renewed + duration.checked_sub(margin)?;
+    Some(until.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Keeps `deadline` equal to what the Lease says, from a watch of that one
+/// object: every renewal is a change. When the watch fails, the deadline
+/// stays where the last renewal put it and so runs out.
+async fn follow(
+    api: Api<Lease>,
+    lease: String,
+    member: String,
+    margin: Duration,
+    deadline: Arc<LeaseDeadline>,
+) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={lease}"));
+    let mut events = watcher(api, config).default_backoff().boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => {
+                deadline.observe(&l, &member, margin)
+            }
+            Ok(watcher::Event::Delete(_)) => *deadline.until.lock().unwrap() = None,
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Err(e) => tracing::warn!(error = %e, %lease, "watching the leader Lease"),
+        }
+    }
 }
 
 pub async fn campaign(
@@ -24,15 +104,32 @@ pub async fn campaign(
     duration_seconds: u64,
 ) -> Result<Leadership, LeaseManagerError> {
     let duration = duration_seconds.max(2);
-    let manager = LeaseManagerBuilder::new(client, lease)
+    // The manager renews `grace` before expiry; writes stop halfway
+    // through that window, leaving room for a late renewal to land.
+    let grace = (duration / 3).max(1);
+    let margin = Duration::from_secs(grace).div_f64(2.0);
+    let manager = LeaseManagerBuilder::new(client.clone(), lease)
         .with_namespace(namespace)
         .with_identity(member)
         .with_duration(duration)
-        .with_grace((duration / 3).max(1))
+        .with_grace(grace)
         .build()
         .await?;
+    let deadline = Arc::new(LeaseDeadline::default());
+    let follower = tokio::spawn(follow(
+        Api::namespaced(client, namespace),
+        lease.to_string(),
+        member.to_string(),
+        margin,
+        deadline.clone(),
+    ));
     let (holding, task) = manager.watch().await;
-    Ok(Leadership { holding, task })
+    Ok(Leadership {
+        holding,
+        deadline,
+        task,
+        follower,
+    })
 }
 
 pub fn set_status(leader: bool, lease: &str) {
@@ -56,11 +153,71 @@ impl Leadership {
 
     /// Gives the Lease up so a standby takes over at once.
     pub async fn release(self) {
+        self.follower.abort();
+        *self.deadline.until.lock().unwrap() = None;
         drop(self.holding);
         match tokio::time::timeout(Duration::from_secs(5), self.task).await {
             Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the leader Lease"),
             _ => tracing::warn!("timed out releasing the leader Lease"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    fn lease(holder: &str, renewed: SystemTime, seconds: i32) -> Lease {
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                renew_time: Some(MicroTime(renewed.try_into().unwrap())),
+                lease_duration_seconds: Some(seconds),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_deadline_is_the_renewal_plus_the_duration_less_the_margin() {
+        let now = SystemTime::now();
+        let margin = Duration::from_millis(2500);
+        let renewed = now - Duration::from_secs(4);
+        let left = deadline_of(&lease("me", renewed, 15), "me", margin, now);
+        assert_eq!(left, Some(Duration::from_millis(8500)));
+        // A renewal long past: the deadline has passed (a paused process
+        // wakes up to this).
+        let old = now - Duration::from_secs(60);
+        assert_eq!(
+            deadline_of(&lease("me", old, 15), "me", margin, now),
+            Some(Duration::ZERO)
+        );
+        // Someone else's Lease, or none recorded: no deadline at all.
+        assert_eq!(
+            deadline_of(&lease("other", now, 15), "me", margin, now),
+            None
+        );
+        assert_eq!(deadline_of(&Lease::default(), "me", margin, now), None);
+    }
+
+    #[test]
+    fn a_process_that_observed_an_old_renewal_does_not_hold() {
+        let d = LeaseDeadline::default();
+        assert!(!d.holds(), "nothing observed yet");
+        let now = SystemTime::now();
+        d.observe(&lease("me", now, 15), "me", Duration::from_secs(2));
+        assert!(d.holds());
+        d.observe(
+            &lease("me", now - Duration::from_secs(14), 15),
+            "me",
+            Duration::from_secs(2),
+        );
+        assert!(!d.holds());
+        d.observe(&lease("other", now, 15), "me", Duration::from_secs(2));
+        assert!(!d.holds());
     }
 }

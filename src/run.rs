@@ -16,7 +16,6 @@ use crate::plan::TargetPolicy;
 use crate::reconcile::apply::fair::{ReconcileSlots, WriteBudget};
 use crate::reconcile::{Context, Settings, controller};
 use crate::scope::Scope;
-use crate::shard::ShardView;
 use crate::store::databases::DefaultDatabase;
 use crate::store::{Databases, migrate as migrations};
 use crate::telemetry::{self, liveness::Liveness, server::Health};
@@ -134,7 +133,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             &member,
             health.clone(),
             stop_signal,
-            None,
+            Scope::new(args.watch_namespace.clone()).with_lease(leadership.deadline.clone()),
             databases,
         )
         .await;
@@ -156,7 +155,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             &member,
             health.clone(),
             shutdown.wait(),
-            None,
+            Scope::new(args.watch_namespace.clone()),
             databases,
         )
         .await;
@@ -176,7 +175,7 @@ pub async fn run_controller(
     member: &str,
     health: Arc<Health>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-    shard: Option<Arc<ShardView>>,
+    scope: Scope,
     databases: Arc<Databases>,
 ) {
     let housekeeping = [
@@ -198,7 +197,7 @@ pub async fn run_controller(
     let (replicas, replica_task) = ReplicaCache::start(
         client.clone(),
         triggers.clone(),
-        shard.is_some(),
+        scope.shard().is_some(),
         args.watch_namespace
             .iter()
             .filter(|n| !n.is_empty())
@@ -229,10 +228,7 @@ pub async fn run_controller(
         persistence,
         client,
         settings,
-        scope: match shard {
-            Some(view) => Scope::new(args.watch_namespace.clone()).with_shard(view),
-            None => Scope::new(args.watch_namespace.clone()),
-        },
+        scope,
         namespaces: namespaces.clone(),
         replicas: replicas.clone(),
         sources,

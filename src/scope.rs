@@ -8,6 +8,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use crate::api::ConfigMirror;
+use crate::leader::LeaseDeadline;
 use crate::shard::ShardView;
 use crate::store::persist::Fence;
 
@@ -17,6 +18,8 @@ pub struct Scope {
     namespaces: BTreeSet<String>,
     /// Under `--sharding`: this member's assignment.
     shard: Option<Arc<ShardView>>,
+    /// Under `--leader-elect`: until when the leader may write.
+    lease: Option<Arc<LeaseDeadline>>,
 }
 
 /// A reconcile in progress: while it lives, a drain of its mirror waits.
@@ -37,7 +40,19 @@ impl Scope {
         Self {
             namespaces: namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
             shard: None,
+            lease: None,
         }
+    }
+
+    pub fn with_lease(mut self, deadline: Arc<LeaseDeadline>) -> Self {
+        self.lease = Some(deadline);
+        self
+    }
+
+    /// Under `--leader-elect`: the leader's write deadline (row writes check
+    /// it too, long after the reconcile that queued them).
+    pub fn lease(&self) -> Option<&Arc<LeaseDeadline>> {
+        self.lease.as_ref()
     }
 
     pub fn with_shard(mut self, view: Arc<ShardView>) -> Self {
@@ -68,9 +83,11 @@ impl Scope {
 
     /// Whether the running reconcile of mirror `uid` may send a write now
     /// (sharded: the member's lease holds and the mirror is still its own
-    /// at the epoch the reconcile began under; see `ShardView::may_write`).
+    /// at the epoch the reconcile began under, see `ShardView::may_write`;
+    /// leader-elected: before the Lease's renew deadline).
     pub fn may_write(&self, uid: &str) -> bool {
-        self.shard.as_ref().is_none_or(|v| v.may_write(uid))
+        self.lease.as_ref().is_none_or(|d| d.holds())
+            && self.shard.as_ref().is_none_or(|v| v.may_write(uid))
     }
 
     /// What the running reconcile's row statements carry under sharding:

@@ -55,6 +55,13 @@ pub(super) async fn run(
     let limit = queue.database_limit(&db.identity);
     let _database_slot = limit.acquire().await.expect("never closed");
     let _slot = queue.running.acquire().await.expect("never closed");
+    // Just before sending, as for replica writes: a leader past its Lease's
+    // renew deadline writes nothing (the job is retried, and written once
+    // the Lease is renewed; a lost Lease ends the process).
+    if job.lease.as_ref().is_some_and(|lease| !lease.holds()) {
+        let e = Error::LeaseExpired(db.label.clone());
+        return failed(&job.mirror, e, failures, started, written);
+    }
     let result = match &job.work {
         Work::Sync(sources) => {
             let fence = job.fence.as_ref();

@@ -40,6 +40,9 @@ pub struct Job {
     /// A sharded member's epoch for this mirror: the database refuses the
     /// job's statements once a newer owner has written.
     pub fence: Option<store::persist::Fence>,
+    /// Under `--leader-elect`: the leader's write deadline, checked just
+    /// before the job's statements are sent.
+    pub lease: Option<Arc<crate::leader::LeaseDeadline>>,
 }
 
 /// How the last job of a mirror ended.
@@ -345,6 +348,7 @@ mod tests {
             }),
             work: Work::Sync(vec![]),
             fence: None,
+            lease: None,
         }
     }
 

@@ -58,6 +58,7 @@ pub fn sync(
         database: mirror.spec.database.clone(),
         work: Work::Sync(sources.to_vec()),
         fence: ctx.scope.fence(&id.uid),
+        lease: ctx.scope.lease().cloned(),
     });
     let report = ctx.persistence.report(&id.uid);
     from_report(

@@ -108,7 +108,8 @@ pub async fn run(
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
     };
-    crate::run::run_controller(client, args, member, health, stop, Some(view), databases).await;
+    let scope = Scope::new(args.watch_namespace.clone()).with_shard(view);
+    crate::run::run_controller(client, args, member, health, stop, scope, databases).await;
     stopper.abort();
     assignments.abort();
     coordination.abort();

@@ -45,6 +45,10 @@ pub enum Error {
         "database {0}: the rows of {1} were written under a newer assignment than this member's (epoch {2}); its write was refused"
     )]
     Superseded(String, String, i64),
+    #[error(
+        "database {0}: not written, this process's leader Lease was not renewed in time (written once it is)"
+    )]
+    LeaseExpired(String),
 }
 
 impl Error {
@@ -62,6 +66,7 @@ impl Error {
             Error::Write(..) => "WriteFailed",
             Error::Timeout(..) => "Timeout",
             Error::Superseded(..) => "Superseded",
+            Error::LeaseExpired(..) => "LeaseExpired",
         }
     }
 
@@ -74,6 +79,7 @@ impl Error {
                 | Error::Write(..)
                 | Error::Migration(..)
                 | Error::SecretRead(..)
+                | Error::LeaseExpired(..)
         )
     }
 
@@ -110,6 +116,7 @@ impl Error {
             Error::Write(..) => "write",
             Error::Timeout(..) => "timeout",
             Error::Superseded(..) => "superseded",
+            Error::LeaseExpired(..) => "lease_expired",
         }
     }
 }

@@ -39,6 +39,7 @@ pub async fn released(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity)
             database: mirror.spec.database.clone(),
             work: Work::DeleteAll,
             fence: ctx.scope.fence(&id.uid),
+            lease: ctx.scope.lease().cloned(),
         });
     }
     false

@@ -142,8 +142,21 @@ impl AuditCursor {
     /// status) in the namespaces under test, by that user agent. Lease
     /// renewals and events are not counted.
     pub fn operator_writes(&self, agent: &str, namespaces: &[&str]) -> Vec<AuditEvent> {
-        self.accepted_writes(agent, namespaces)
+        self.attempted_writes(agent, namespaces)
             .into_iter()
+            .filter(AuditEvent::accepted)
+            .collect()
+    }
+
+    /// Like `operator_writes`, whatever the answer was: every write the
+    /// client sent (a fenced client must not even try).
+    pub fn attempted_writes(&self, agent: &str, namespaces: &[&str]) -> Vec<AuditEvent> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.is_write() && e.user_agent.starts_with(agent))
+            .filter(|e| {
+                namespaces.is_empty() || namespaces.contains(&e.object_ref.namespace.as_str())
+            })
             .filter(|e| {
                 matches!(
                     e.object_ref.resource.as_str(),

@@ -199,3 +199,12 @@ pub async fn service_account_kubeconfig(
     std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
     path
 }
+
+/// The wall clock in seconds since the epoch, as the audit log and
+/// PostgreSQL's timestamps give it.
+pub fn wall_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}

@@ -216,6 +216,15 @@ impl Operator {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Sends `kill <sig>` (e.g. "-STOP", "-CONT") to the process.
+    pub fn signal(&self, sig: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {sig} {}", self.pid());
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()
