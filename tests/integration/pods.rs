@@ -427,8 +427,13 @@ async fn helm_install_with_three_replicas_runs_sharded_pods_that_survive_deletes
     // replica write by a pod happened while that pod owned the mirror.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let events = audit.events();
-    let checked =
-        shard::assert_writes_within_ownership(&events, &pool, &uids, &s.target_names()).await;
+    let writes = shard::Writes {
+        uids: &uids,
+        targets: &s.target_names(),
+        home: &s.home.name,
+        owned_since: None,
+    };
+    let checked = shard::assert_writes_within_ownership(&events, &pool, &writes).await;
     assert!(
         checked >= MIRRORS * 2 * 5,
         "too few replica writes checked: {checked}"

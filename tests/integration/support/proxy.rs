@@ -6,9 +6,11 @@
 //! whatever was waiting. `requests_only()` holds only what clients send
 //! while answers keep flowing back: an API server that takes requests and
 //! never answers them, while the watches already open still deliver.
+//! `hold_after(bytes)` holds right after a client sends those bytes: a
+//! partition that begins just after a statement was sent, before its answer.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,7 +19,26 @@ use tokio::sync::watch;
 pub struct SilentProxy {
     pub addr: SocketAddr,
     held: Arc<watch::Sender<bool>>,
+    trigger: Trigger,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Bytes that, once a client has sent them, make the proxy hold.
+#[derive(Clone, Default)]
+struct Trigger(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl Trigger {
+    /// Whether `sent` sets off the trigger (it then disarms).
+    fn fires(&self, sent: &[u8]) -> bool {
+        let mut armed = self.0.lock().unwrap();
+        let hit = armed
+            .as_ref()
+            .is_some_and(|p| sent.windows(p.len()).any(|w| w == p.as_slice()));
+        if hit {
+            *armed = None;
+        }
+        hit
+    }
 }
 
 /// Which way a hold stops traffic.
@@ -42,10 +63,13 @@ impl SilentProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let held = Arc::new(watch::channel(false).0);
-        let for_task = held.clone();
+        let trigger = Trigger::default();
+        let (for_task, trigger_for_task) = (held.clone(), trigger.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let hold = for_task.clone();
                 let held = for_task.subscribe();
+                let trigger = trigger_for_task.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(upstream).await else {
                         return;
@@ -56,14 +80,32 @@ impl SilentProxy {
                         Held::BothWays => Some(held.clone()),
                         Held::Requests => None,
                     };
+                    let fire = Some((trigger, hold));
                     tokio::join!(
-                        pump(client_read, server_write, Some(held)),
-                        pump(server_read, client_write, answers_held),
+                        pump(client_read, server_write, Some(held), fire),
+                        pump(server_read, client_write, answers_held, None),
                     );
                 });
             }
         });
-        Self { addr, held, task }
+        Self {
+            addr,
+            held,
+            trigger,
+            task,
+        }
+    }
+
+    /// Holds (both ways) right after a client's next write containing
+    /// `bytes` has been forwarded: the server gets the statement, the
+    /// client never its answer.
+    pub fn hold_after(&self, bytes: &[u8]) {
+        *self.trigger.0.lock().unwrap() = Some(bytes.to_vec());
+    }
+
+    /// Whether a `hold_after` trigger has fired (or was never armed).
+    pub fn triggered(&self) -> bool {
+        self.trigger.0.lock().unwrap().is_none()
     }
 
     /// From now on nothing passes, in either direction; connections stay open.
@@ -90,6 +132,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut held: Option<watch::Receiver<bool>>,
+    fire: Option<(Trigger, Arc<watch::Sender<bool>>)>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -109,6 +152,11 @@ async fn pump(
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
+        }
+        if let Some((trigger, hold)) = &fire
+            && trigger.fires(&buf[..n])
+        {
+            hold.send_replace(true);
         }
     }
 }

@@ -256,44 +256,67 @@ pub async fn ownership_intervals(
     spans
 }
 
-/// Asserts that every accepted replica write by a member (its user agent
-/// `configmirror/<v> member/<name>`) on the replicas of mirror `m{i:04}`
-/// (`uids[i]`) in `targets` happened while that member owned the mirror, by
-/// the assignment history's times; returns how many writes it checked.
+/// What `assert_writes_within_ownership` checks.
+pub struct Writes<'a> {
+    /// Mirror `m{i:04}` has UID `uids[i]`.
+    pub uids: &'a [String],
+    /// Where its replicas are.
+    pub targets: &'a [&'a str],
+    /// Where the mirrors are (their status writes count too).
+    pub home: &'a str,
+    /// Only ownership that began after this time (seconds since the epoch)
+    /// counts: a member that came back must own the mirror anew.
+    pub owned_since: Option<f64>,
+}
+
+/// Asserts that every write a member (its user agent `configmirror/<v>
+/// member/<name>`) sent to the replicas or the status of mirror `m{i:04}`,
+/// whatever its answer, happened while that member owned the mirror by the
+/// assignment history's times: received after the ownership began,
+/// completed before it ended. Returns how many writes it checked.
 pub async fn assert_writes_within_ownership(
     events: &[AuditEvent],
     pool: &PgPool,
-    uids: &[String],
-    targets: &[&str],
+    w: &Writes<'_>,
 ) -> usize {
     let intervals = ownership_intervals(pool).await;
-    let names: HashMap<String, &String> = uids
+    let names: HashMap<String, &String> = w
+        .uids
         .iter()
         .enumerate()
         .map(|(i, uid)| (format!("m{i:04}"), uid))
         .collect();
     let mut checked = 0;
     for e in events.iter().filter(|e| {
-        e.accepted()
-            && e.is_write()
-            && e.object_ref.resource == "configmaps"
-            && targets.contains(&e.object_ref.namespace.as_str())
+        let on = |resource: &str, namespaces: &[&str]| {
+            e.object_ref.resource == resource
+                && namespaces.contains(&e.object_ref.namespace.as_str())
+        };
+        e.is_write() && (on("configmaps", w.targets) || on("configmirrors", &[w.home]))
     }) {
         let Some(member) = e.member() else { continue };
         let Some(uid) = names.get(&e.object_ref.name) else {
             continue;
         };
-        let at = e.stage_timestamp.expect("audit events carry a time");
+        let sent = e
+            .request_received_timestamp
+            .expect("audit events carry a time");
+        let done = e.stage_timestamp.expect("audit events carry a time");
         let owned = intervals.get(*uid).is_some_and(|spans| {
-            spans
-                .iter()
-                .any(|(who, from, to)| who == member && *from <= at && to.is_none_or(|t| at <= t))
+            spans.iter().any(|(who, from, to)| {
+                who == member
+                    && *from <= sent
+                    && w.owned_since.is_none_or(|t| *from > t)
+                    && to.is_none_or(|t| done <= t)
+            })
         });
         assert!(
             owned,
-            "{member} wrote {}/{} at {at} without owning it: {:?}",
+            "{member} wrote {} {}/{} (sent {sent}, done {done}, answer {}) without owning it: {:?}",
+            e.object_ref.resource,
             e.object_ref.namespace,
             e.object_ref.name,
+            e.response_status.code,
             intervals.get(*uid)
         );
         checked += 1;

@@ -1,9 +1,11 @@
 //! Several operator processes split the mirrors between them, survive
 //! joins, leaves, crashes, a deposed coordinator and a database outage, and
-//! never let two members' writes for one mirror interleave.
+//! never let two members' writes for one mirror interleave. `fencing`: a
+//! member that lost its lease or its mirror writes nothing more.
+
+mod fencing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::audit::AuditCursor;
@@ -11,23 +13,12 @@ use crate::support::db::TestDatabase;
 use crate::support::eventually;
 use crate::support::k8s::*;
 use crate::support::postgres::PrivatePostgres;
-use crate::support::proxy::SilentProxy;
 use crate::support::scenario::Scenario;
 use crate::support::shard::{
-    Shards, assert_writes_within_ownership, loads, mirrors, numbered_mirror, replicated,
+    Shards, Writes, assert_writes_within_ownership, loads, mirrors, numbered_mirror, replicated,
 };
 
-const SETTLE: Duration = Duration::from_secs(60);
-
-fn signal(pid: u32, sig: &str) {
-    assert!(
-        Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
+pub(super) const SETTLE: Duration = Duration::from_secs(60);
 
 fn cap(m: usize, n: usize) -> usize {
     (1.05 * m as f64 / n as f64).ceil() as usize
@@ -44,7 +35,7 @@ fn moved(before: &HashMap<String, String>, after: &HashMap<String, String>) -> u
         .count()
 }
 
-async fn bump_sources(s: &Scenario, n: usize, v: &str) {
+pub(super) async fn bump_sources(s: &Scenario, n: usize, v: &str) {
     for i in 0..n {
         patch_cm(
             &s.client,
@@ -129,12 +120,19 @@ async fn joins_leaves_crashes_and_a_coordinator_kill_move_only_what_must_and_nev
 
     // The coordinator is killed (kill -9): another takes over, epoch bumps.
     let (epoch, coordinator) = shards.coordinator().await;
+    let killed = Instant::now();
     shards.get(&coordinator).kill();
     let live: Vec<&str> = ["a", "c", "d"]
         .into_iter()
         .filter(|x| *x != coordinator)
         .collect();
     let after = shards.settled(&uids, &live, SETTLE).await;
+    // Measured (the goal is under 10 s): TTL 4 s + grace 2 s + a new
+    // coordinator's Lease and first round.
+    eprintln!(
+        "measured: coordinator kill -9 -> its mirrors owned by the others {:.2}s",
+        killed.elapsed().as_secs_f64()
+    );
     let (epoch2, coordinator2) = shards.coordinator().await;
     assert!(epoch2 > epoch && coordinator2 != coordinator);
     let n = moved(&owners, &after);
@@ -146,9 +144,13 @@ async fn joins_leaves_crashes_and_a_coordinator_kill_move_only_what_must_and_nev
     // that moment: every replica write by member X on mirror M's replicas
     // happened while X owned M (by the history's times).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let checked =
-        assert_writes_within_ownership(&audit.events(), &shards.pool, &uids, &s.target_names())
-            .await;
+    let writes = Writes {
+        uids: &uids,
+        targets: &s.target_names(),
+        home: &s.home.name,
+        owned_since: None,
+    };
+    let checked = assert_writes_within_ownership(&audit.events(), &shards.pool, &writes).await;
     assert!(
         checked >= m * 4,
         "too few replica writes checked: {checked}"
@@ -253,13 +255,13 @@ async fn a_deposed_coordinator_writes_nothing_and_a_third_takes_over() {
     let (epoch, old) = shards.coordinator().await;
 
     // Frozen past its Lease: someone else takes the Lease and a new epoch.
-    signal(shards.get(&old).pid(), "-STOP");
+    shards.get_ref(&old).signal("-STOP");
     let (epoch2, new) = eventually("a new coordinator", Duration::from_secs(30), || async {
         let (e, h) = shards.coordinator().await;
         (e > epoch && h != old).then_some((e, h))
     })
     .await;
-    signal(shards.get(&old).pid(), "-CONT");
+    shards.get_ref(&old).signal("-CONT");
     // It tries its coordinator write and PostgreSQL refuses it.
     let refused = eventually(
         "the old coordinator's write refused",
@@ -411,136 +413,4 @@ async fn a_mirror_created_while_membership_changes_is_reconciled() {
         all.values().all(|(m, _, _)| m != "a"),
         "a dead member still owns mirrors"
     );
-}
-
-/// A member whose database connection falls silent (connections open,
-/// nothing answered, as in a network partition) sends no ConfigMap write
-/// after its lease (last successful heartbeat's start + TTL − margin), and
-/// the other member takes its mirrors over within TTL + grace + 2 s.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_cut_off_from_its_database_writes_nothing_after_its_lease() {
-    let db = TestDatabase::create().await;
-    let parts = db.parts();
-    let upstream = format!("{}:{}", parts["host"], parts["port"])
-        .parse()
-        .unwrap();
-    let proxy = SilentProxy::start(upstream).await;
-    let through_proxy = db.url.replace(
-        &format!("{}:{}", parts["host"], parts["port"]),
-        &proxy.addr.to_string(),
-    );
-    let s = Scenario::new("shardcut", 1).await;
-    let mut shards = Shards::new(&s, &db.url, &[]).await;
-    // "a" first, so it is the coordinator and stays one.
-    shards.start(&s, "a").await;
-    // (No row, or no table, until a's first term is recorded.)
-    eventually("a to coordinate", SETTLE, || async {
-        let holder: Option<String> =
-            sqlx::query_scalar("SELECT holder FROM coordinator_epochs WHERE id = 1")
-                .fetch_optional(&shards.pool)
-                .await
-                .ok()
-                .flatten();
-        (holder.as_deref() == Some("a")).then_some(())
-    })
-    .await;
-    shards.start_on(&s, "b", &through_proxy).await;
-    let uids = mirrors(&s, 20).await;
-    shards.settled(&uids, &["a", "b"], SETTLE).await;
-    replicated(&s, 20, "1", Duration::from_secs(60)).await;
-
-    // Sources change every 300 ms throughout.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let bumping = {
-        let (stop, client, source) = (stop.clone(), s.client.clone(), s.source.name.clone());
-        tokio::spawn(async move {
-            let mut v = 1;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                v += 1;
-                for i in 0..20 {
-                    let patch = serde_json::json!({"data": {"v": format!("u{v}")}});
-                    patch_cm(&client, &source, &format!("m{i:04}"), patch).await;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let audit = AuditCursor::now();
-    proxy.hold();
-    let held = Instant::now();
-    let b = shards.get_ref("b");
-    eventually("b to fence", Duration::from_secs(20), || async {
-        (b.metric("configmirror_member_fenced").await == Some(1.0)).then_some(())
-    })
-    .await;
-    let fenced_after = held.elapsed();
-    let valid_until = b
-        .metric("configmirror_member_valid_until_seconds")
-        .await
-        .expect("b's lease deadline");
-    // Others serve b's mirrors: every one owned by "a".
-    shards
-        .settled(&uids, &["a"], Duration::from_secs(4 + 2 + 2 + 5))
-        .await;
-    let moved_after = held.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    bumping.await.unwrap();
-    bump_sources(&s, 20, "final").await;
-    replicated(&s, 20, "final", Duration::from_secs(30)).await;
-
-    let agent = shards.get_ref("b").agent();
-    let targets = s.target_names();
-    let late: Vec<_> = audit
-        .events()
-        .into_iter()
-        .filter(|e| e.user_agent.starts_with(&agent))
-        .filter(|e| e.is_write())
-        .filter(|e| {
-            e.object_ref.resource == "configmaps" || e.object_ref.resource == "configmirrors"
-        })
-        .filter(|e| {
-            targets.contains(&e.object_ref.namespace.as_str())
-                || e.object_ref.namespace == s.home.name
-        })
-        .filter(|e| e.request_received_timestamp.unwrap_or(f64::MAX) > valid_until + 0.1)
-        .collect();
-    eprintln!(
-        "measured: partition -> fenced {:.2}s, -> b's mirrors owned by a {:.2}s",
-        fenced_after.as_secs_f64(),
-        moved_after.as_secs_f64()
-    );
-    assert!(
-        late.is_empty(),
-        "b wrote after its lease ended at {valid_until}: {}",
-        crate::support::audit::summary(&late)
-    );
-
-    // What b sent into the partition reaches PostgreSQL now, late, and is
-    // refused there: a has written those mirrors under newer epochs. The
-    // rows stay equal to the sources.
-    proxy.release();
-    let pool = db.pool().await;
-    let all_final = || async {
-        for i in 0..20 {
-            let name = format!("m{i:04}");
-            let found = crate::support::db::rows(&pool, &s.home.name, &name).await;
-            if found.is_empty() || found.iter().any(|r| r.data["v"] != "final") {
-                return Err(format!(
-                    "{name}: rows {:?}",
-                    found.iter().map(|r| &r.data).collect::<Vec<_>>()
-                ));
-            }
-        }
-        Ok(())
-    };
-    eventually("every mirror's rows at final", WAIT, || async {
-        all_final().await.ok()
-    })
-    .await;
-    // Time for late statements to land (they would make rows older).
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    if let Err(stale) = all_final().await {
-        panic!("a late write made rows stale: {stale}");
-    }
 }
