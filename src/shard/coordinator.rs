@@ -227,10 +227,17 @@ pub async fn lead(
             prune(pool, epoch, timing.retention).await;
         }
         let judge_dead = connected_since.is_some_and(|t| t.elapsed() >= timing.heartbeat * 3);
-        if attempt(pool, epoch, index, timing, judge_dead).await {
-            connected_since.get_or_insert_with(Instant::now);
-        } else {
-            connected_since = None;
+        let mut pause = timing.heartbeat;
+        match attempt(pool, epoch, index, timing, judge_dead).await {
+            Some(next_change) => {
+                connected_since.get_or_insert_with(Instant::now);
+                // Step again just after a member's role changes (by the
+                // database's clock: a moment later, to be past it there).
+                if let Some(next) = next_change {
+                    pause = pause.min(next + Duration::from_millis(20));
+                }
+            }
+            None => connected_since = None,
         }
         let wake = async {
             match listener.as_mut() {
@@ -241,7 +248,7 @@ pub async fn lead(
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(timing.heartbeat) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = wake => tokio::time::sleep(Duration::from_millis(50)).await,
             _ = mirrors_changed.changed() => tokio::time::sleep(Duration::from_millis(50)).await,
             _ = async { let _ = leading.wait_for(|l| !*l).await.is_ok(); } => {
@@ -299,17 +306,18 @@ pub async fn prune(pool: &PgPool, epoch: i64, retention: Duration) {
     }
 }
 
-/// One step, its outcome logged and counted; `false` when the database
-/// could not be reached.
+/// One step, its outcome logged and counted; `None` when the database
+/// could not be reached, else when a member's role changes next (if one
+/// will, by the heartbeats read).
 async fn attempt(
     pool: &PgPool,
     epoch: i64,
     index: &MirrorIndex,
     timing: &Timing,
     judge_dead: bool,
-) -> bool {
+) -> Option<Option<Duration>> {
     match step(pool, epoch, index, timing, judge_dead).await {
-        Ok(()) => true,
+        Ok(next) => Some(next),
         Err(CoordinatorError::Deposed { mine, current }) => {
             metrics::counter!(names::COORDINATOR_REFUSED).increment(1);
             tracing::warn!(
@@ -317,11 +325,11 @@ async fn attempt(
                 ?current,
                 "coordinator write refused: this epoch is stale, a newer coordinator exists"
             );
-            true
+            Some(None)
         }
         Err(CoordinatorError::Database(e)) => {
             tracing::warn!(error = %e, "coordination database unavailable");
-            false
+            None
         }
     }
 }
@@ -332,7 +340,7 @@ async fn step(
     index: &MirrorIndex,
     timing: &Timing,
     judge_dead: bool,
-) -> Result<(), CoordinatorError> {
+) -> Result<Option<Duration>, CoordinatorError> {
     step_with(pool, epoch, index, timing, judge_dead, async {}).await
 }
 
@@ -340,7 +348,9 @@ async fn step(
 /// `between` (a test hook: an acknowledgement or heartbeat landing after
 /// the read), then write. Every write is conditional on what was read (an
 /// assignment's epoch, a dead owner still dead), so whatever landed in
-/// between is kept and the next step plans from it.
+/// between is kept and the next step plans from it. Returns when a
+/// member's role changes next by the heartbeats read (a crashed member's
+/// mirrors then move at that moment, not up to a round later).
 pub async fn step_with(
     pool: &PgPool,
     epoch: i64,
@@ -348,7 +358,7 @@ pub async fn step_with(
     timing: &Timing,
     judge_dead: bool,
     between: impl std::future::Future<Output = ()>,
-) -> Result<(), CoordinatorError> {
+) -> Result<Option<Duration>, CoordinatorError> {
     if !coordination::renew(pool, epoch).await? {
         return Err(CoordinatorError::Deposed {
             mine: epoch,
@@ -358,6 +368,7 @@ pub async fn step_with(
     let members = coordination::members(pool).await?;
     let current = coordination::all_assignments(pool).await?;
     let roles = roles(&members, timing, judge_dead);
+    let next_change = next_role_change(&members, timing);
     let changes = {
         let mirrors = index.read().unwrap();
         plan(&mirrors, &roles, &current, timing)
@@ -369,7 +380,7 @@ pub async fn step_with(
     }
     between.await;
     if changes.is_empty() {
-        return Ok(());
+        return Ok(next_change);
     }
     let rules = MoveRules {
         heartbeat: timing.ttl + timing.grace,
@@ -414,7 +425,26 @@ pub async fn step_with(
         orphaned = changes.orphaned,
         "assignments updated"
     );
-    Ok(())
+    Ok(next_change)
+}
+
+/// How long until the next member's role changes with no heartbeat from
+/// it: live → holding at the TTL, holding → dead after the grace, leaving
+/// → gone after the leave grace. Pure.
+pub fn next_role_change(members: &[MemberRow], timing: &Timing) -> Option<Duration> {
+    let (ttl, grace) = (timing.ttl.as_secs_f64(), timing.grace.as_secs_f64());
+    members
+        .iter()
+        .flat_map(|m| {
+            if m.state == "leaving" {
+                vec![timing.leave_grace.as_secs_f64() - m.left_age.unwrap_or(0.0)]
+            } else {
+                vec![ttl - m.heartbeat_age, ttl + grace - m.heartbeat_age]
+            }
+        })
+        .filter(|left| *left > 0.0)
+        .min_by(f64::total_cmp)
+        .map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]
@@ -521,5 +551,29 @@ mod tests {
         let c = plan(&mirrors, &roles, &[r], &t);
         assert_eq!(c.reassign.len(), 1);
         assert!(c.reassign[0].forced);
+    }
+
+    #[test]
+    fn the_next_step_comes_when_a_silent_member_turns_dead() {
+        let timing = Timing::default(); // TTL 4 s, grace 2 s, leave grace 20 s
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis());
+        // A member silent for 5.3 s is dead 0.7 s from now; one that
+        // heartbeated 0.5 s ago stops being live in 3.5 s.
+        let members = [
+            member("live", "active", 0.5, None),
+            member("silent", "active", 5.3, None),
+        ];
+        assert_eq!(ms(next_role_change(&members, &timing)), Some(700));
+        // Leaving 19 s ago: gone in 1 s (its heartbeats no longer matter).
+        let members = [
+            member("live", "active", 0.5, None),
+            member("leaving", "leaving", 0.2, Some(19.0)),
+        ];
+        assert_eq!(ms(next_role_change(&members, &timing)), Some(1000));
+        // Nothing left to change: dead long ago.
+        assert_eq!(
+            next_role_change(&[member("dead", "active", 60.0, None)], &timing),
+            None
+        );
     }
 }
