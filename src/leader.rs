@@ -1,10 +1,10 @@
 //! `--leader-elect`: one active process per Lease, the others stand by.
 //! Losing the Lease ends the process (fail-stop): it never writes without a
 //! claim, and its pod restarts as a standby. Before that, writes stop at the
-//! Lease's renew deadline (`LeaseDeadline`): a process that was paused, or
+//! Lease's renew deadline (a `WriteDeadline` the client enforces): a process that was paused, or
 //! could not renew, writes nothing once a standby may have taken over.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -15,42 +15,27 @@ use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::kubeclient::WriteDeadline;
 use crate::telemetry::names;
 
 pub struct Leadership {
     pub holding: watch::Receiver<bool>,
-    /// Until when this process may write as the leader.
-    pub deadline: Arc<LeaseDeadline>,
+    /// Until when this process may write as the leader (when this Lease
+    /// gates its writes).
+    pub deadline: Option<Arc<WriteDeadline>>,
     task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
-    follower: JoinHandle<()>,
+    follower: Option<JoinHandle<()>>,
 }
 
-/// Until when the leader may write (monotonic clock): its last renewal of
-/// the Lease, as the Lease itself records it, + the Lease's duration − a
-/// margin. A standby takes over only after renewal + duration by its own
-/// reading of the same record, so a write sent before this deadline never
-/// overlaps another leader's.
-#[derive(Debug, Default)]
-pub struct LeaseDeadline {
-    until: Mutex<Option<Instant>>,
-}
-
-impl LeaseDeadline {
-    /// Whether a write may be sent now.
-    pub fn holds(&self) -> bool {
-        self.until
-            .lock()
-            .unwrap()
-            .is_some_and(|until| Instant::now() < until)
-    }
-
-    /// Takes in the Lease as last seen: held by `member`, the deadline is
-    /// its renewal + duration − `margin`; held by anyone else (or nobody),
-    /// there is none.
-    pub fn observe(&self, lease: &Lease, member: &str, margin: Duration) {
-        *self.until.lock().unwrap() = deadline_of(lease, member, margin, SystemTime::now())
-            .map(|remaining| Instant::now() + remaining);
-    }
+/// Takes in the Lease as last seen: held by `member`, writes may go on
+/// until its renewal + duration − `margin`; held by anyone else (or
+/// nobody), not at all. A standby takes over only after renewal + duration
+/// by its own reading of the same record, so a write sent before this
+/// deadline never overlaps another leader's.
+pub fn observe(deadline: &WriteDeadline, lease: &Lease, member: &str, margin: Duration) {
+    deadline.set(
+        deadline_of(lease, member, margin, SystemTime::now()).map(|left| Instant::now() + left),
+    );
 }
 
 /// How long from `now` (wall clock, the clock the holder wrote its renewal
@@ -80,16 +65,16 @@ async fn follow(
     lease: String,
     member: String,
     margin: Duration,
-    deadline: Arc<LeaseDeadline>,
+    deadline: Arc<WriteDeadline>,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={lease}"));
     let mut events = watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => {
-                deadline.observe(&l, &member, margin)
+                observe(&deadline, &l, &member, margin)
             }
-            Ok(watcher::Event::Delete(_)) => *deadline.until.lock().unwrap() = None,
+            Ok(watcher::Event::Delete(_)) => deadline.set(None),
             Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
             Err(e) => tracing::warn!(error = %e, %lease, "watching the leader Lease"),
         }
@@ -102,6 +87,7 @@ pub async fn campaign(
     lease: &str,
     member: &str,
     duration_seconds: u64,
+    deadline: Option<Arc<WriteDeadline>>,
 ) -> Result<Leadership, LeaseManagerError> {
     let duration = duration_seconds.max(2);
     // The manager renews `grace` before expiry; writes stop halfway
@@ -115,14 +101,17 @@ pub async fn campaign(
         .with_grace(grace)
         .build()
         .await?;
-    let deadline = Arc::new(LeaseDeadline::default());
-    let follower = tokio::spawn(follow(
-        Api::namespaced(client, namespace),
-        lease.to_string(),
-        member.to_string(),
-        margin,
-        deadline.clone(),
-    ));
+    // Followed only when this Lease gates writes (not the coordinator's).
+    let follower = deadline.clone().map(|deadline| {
+        deadline.set(None);
+        tokio::spawn(follow(
+            Api::namespaced(client, namespace),
+            lease.to_string(),
+            member.to_string(),
+            margin,
+            deadline,
+        ))
+    });
     let (holding, task) = manager.watch().await;
     Ok(Leadership {
         holding,
@@ -153,8 +142,12 @@ impl Leadership {
 
     /// Gives the Lease up so a standby takes over at once.
     pub async fn release(self) {
-        self.follower.abort();
-        *self.deadline.until.lock().unwrap() = None;
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
+        if let Some(deadline) = &self.deadline {
+            deadline.set(None);
+        }
         drop(self.holding);
         match tokio::time::timeout(Duration::from_secs(5), self.task).await {
             Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),
@@ -206,18 +199,20 @@ mod tests {
 
     #[test]
     fn a_process_that_observed_an_old_renewal_does_not_hold() {
-        let d = LeaseDeadline::default();
+        let d = WriteDeadline::closed();
         assert!(!d.holds(), "nothing observed yet");
         let now = SystemTime::now();
-        d.observe(&lease("me", now, 15), "me", Duration::from_secs(2));
+        let margin = Duration::from_secs(2);
+        observe(&d, &lease("me", now, 15), "me", margin);
         assert!(d.holds());
-        d.observe(
+        observe(
+            &d,
             &lease("me", now - Duration::from_secs(14), 15),
             "me",
-            Duration::from_secs(2),
+            margin,
         );
         assert!(!d.holds());
-        d.observe(&lease("other", now, 15), "me", Duration::from_secs(2));
+        observe(&d, &lease("other", now, 15), "me", margin);
         assert!(!d.holds());
     }
 }

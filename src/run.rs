@@ -9,7 +9,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::watch;
 
 use crate::config::{MigrateArgs, RunArgs};
-use crate::kubeclient::{self, ClientOptions};
+use crate::kubeclient::{self, ClientOptions, WriteDeadline};
 use crate::leader;
 use crate::persistence::Persistence;
 use crate::plan::TargetPolicy;
@@ -75,11 +75,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         )),
     ];
 
+    // Leader election and sharding close it until a lease is proven.
+    let write_deadline = Arc::new(WriteDeadline::unlimited());
     let client = kubeclient::build(&ClientOptions {
         kubeconfig: args.kubeconfig.clone(),
         user_agent: kubeclient::user_agent(&member),
         qps: args.kube_api_qps,
         burst: args.kube_api_burst,
+        write_deadline: Some(write_deadline.clone()),
     })
     .await?;
 
@@ -93,6 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             &args.leader_election_id,
             &member,
             args.lease_duration_seconds,
+            Some(write_deadline.clone()),
         )
         .await?;
         tokio::select! {
@@ -133,7 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             &member,
             health.clone(),
             stop_signal,
-            Scope::new(args.watch_namespace.clone()).with_lease(leadership.deadline.clone()),
+            Scope::new(args.watch_namespace.clone()).with_lease(write_deadline.clone()),
             databases,
         )
         .await;
@@ -144,7 +148,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         leadership.release().await;
     } else if args.sharding {
-        crate::shard::mode::run(client, &args, &member, health.clone(), shutdown.clone()).await?;
+        crate::shard::mode::run(
+            client,
+            &args,
+            &member,
+            health.clone(),
+            shutdown.clone(),
+            write_deadline,
+        )
+        .await?;
     } else {
         // One process, always active: it is the leader of itself.
         leader::set_status(true, &args.leader_election_id);
@@ -385,6 +397,7 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
                 user_agent: kubeclient::user_agent("migrate"),
                 qps: 0.0,
                 burst: 1,
+                write_deadline: None,
             })
             .await?
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use crate::api::ConfigMirror;
-use crate::leader::LeaseDeadline;
+use crate::kubeclient::WriteDeadline;
 use crate::shard::ShardView;
 use crate::store::persist::Fence;
 
@@ -19,7 +19,7 @@ pub struct Scope {
     /// Under `--sharding`: this member's assignment.
     shard: Option<Arc<ShardView>>,
     /// Under `--leader-elect`: until when the leader may write.
-    lease: Option<Arc<LeaseDeadline>>,
+    lease: Option<Arc<WriteDeadline>>,
 }
 
 /// A reconcile in progress: while it lives, a drain of its mirror waits.
@@ -44,14 +44,14 @@ impl Scope {
         }
     }
 
-    pub fn with_lease(mut self, deadline: Arc<LeaseDeadline>) -> Self {
+    pub fn with_lease(mut self, deadline: Arc<WriteDeadline>) -> Self {
         self.lease = Some(deadline);
         self
     }
 
     /// Under `--leader-elect`: the leader's write deadline (row writes check
     /// it too, long after the reconcile that queued them).
-    pub fn lease(&self) -> Option<&Arc<LeaseDeadline>> {
+    pub fn lease(&self) -> Option<&Arc<WriteDeadline>> {
         self.lease.as_ref()
     }
 
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_shard_narrows_the_scope_to_its_assignment() {
-        let view = Arc::new(ShardView::new("m"));
+        let view = Arc::new(crate::shard::view::tests::fresh_view());
         view.unfence();
         let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
         view.set_owned([crate::shard::view::tests::owned("u1", 1)].into(), later);

@@ -42,7 +42,7 @@ pub struct Job {
     pub fence: Option<store::persist::Fence>,
     /// Under `--leader-elect`: the leader's write deadline, checked just
     /// before the job's statements are sent.
-    pub lease: Option<Arc<crate::leader::LeaseDeadline>>,
+    pub lease: Option<Arc<crate::kubeclient::WriteDeadline>>,
 }
 
 /// How the last job of a mirror ended.

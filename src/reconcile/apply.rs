@@ -128,6 +128,16 @@ async fn execute(ctx: &Context, mirror: &MirrorIdentity, action: Action) -> Done
     if !ctx.scope.may_write(&mirror.uid) {
         return Done::Stale;
     }
+    match send(ctx, mirror, action).await {
+        // The client refuses a write that leaves after the deadline (it
+        // may have waited for the rate limit): not a failure, the member
+        // simply may not write any more.
+        Done::Failed(_) if !ctx.scope.may_write(&mirror.uid) => Done::Stale,
+        done => done,
+    }
+}
+
+async fn send(ctx: &Context, mirror: &MirrorIdentity, action: Action) -> Done {
     match action {
         Action::Create(target) => create(ctx, mirror, &target).await,
         Action::Update {

@@ -288,9 +288,16 @@ async fn write_status(
         "status": status,
     });
     let params = PatchParams::apply(apply::FIELD_MANAGER).force();
-    let written = api
+    let written = match api
         .patch_status(&mirror.name_any(), &params, &Patch::Apply(&patch))
-        .await?;
+        .await
+    {
+        Ok(written) => written,
+        // Refused by the client's write deadline (the lease ran out while
+        // it waited to leave): left to whoever may write now.
+        Err(_) if !ctx.scope.may_write(&id.uid) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
     ctx.memory.wrote_status(
         &id.uid,
         written.resource_version().unwrap_or_default(),

@@ -13,6 +13,7 @@ use super::coordinator::{self, MirrorIndex};
 use super::membership::Membership;
 use super::{ShardView, Timing, worker};
 use crate::config::RunArgs;
+use crate::kubeclient::WriteDeadline;
 use crate::leader;
 use crate::run::Shutdown;
 use crate::scope::Scope;
@@ -25,6 +26,7 @@ pub async fn run(
     member: &str,
     health: Arc<Health>,
     shutdown: Shutdown,
+    write_deadline: Arc<WriteDeadline>,
 ) -> anyhow::Result<()> {
     let databases = Arc::new(crate::run::databases(client.clone(), args)?);
     health.set("membership", false, "waiting for the coordination database");
@@ -64,7 +66,7 @@ pub async fn run(
                 .application_name("configmirror-coordination"),
         );
     let timing = args.timing();
-    let view = Arc::new(ShardView::new(member));
+    let view = Arc::new(ShardView::new(member, write_deadline));
     let membership = Arc::new(Membership::new(pool.clone(), member));
 
     let heartbeats = tokio::spawn({
@@ -153,6 +155,8 @@ async fn coordinate(
             &lease,
             &member,
             args.coordinator_lease_seconds,
+            // The coordinator's authority is its epoch in the database.
+            None,
         )
         .await
         {

@@ -3,10 +3,12 @@
 //! so a drain never misses a reconcile that is just starting.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::watch;
+
+use crate::kubeclient::WriteDeadline;
 
 /// One mirror this member owns: its assignment's epoch and where it lives
 /// (so the mirror watch can fetch a mirror the moment it is acquired).
@@ -21,15 +23,19 @@ pub struct Owned {
 struct State {
     /// mirror UID → its assignment, for mirrors this member owns (active).
     owned: HashMap<String, Owned>,
-    /// mirror UID → the epoch its running reconcile began under.
-    in_flight: HashMap<String, i64>,
+    /// mirror UID → the epoch and the term its running reconcile began
+    /// under.
+    in_flight: HashMap<String, (i64, u64)>,
+    /// Bumped whenever the lease runs out (a fence, or a pause the process
+    /// slept through). A reconcile from an earlier term writes nothing
+    /// more, and the client's deadline reopens only once none is running:
+    /// a write it checked before a pause must not leave after it.
+    term: u64,
+    /// What the heartbeats proved: the start of the last successful one +
+    /// TTL − margin (monotonic clock).
+    lease_until: Option<Instant>,
     /// No heartbeat for too long: write nothing.
     fenced: bool,
-    /// Writes may be sent until then (monotonic clock): the start of the
-    /// last successful heartbeat + TTL − margin. The coordinator counts a
-    /// member live until its heartbeat's time + TTL, so a write sent before
-    /// this instant can never overlap another member's ownership.
-    valid_until: Option<Instant>,
     /// The assignments were read since the last (un)fencing.
     fresh: bool,
     /// The owned set may be acted on until then (monotonic clock): the
@@ -46,20 +52,28 @@ struct State {
 pub struct ShardView {
     pub member: String,
     state: Mutex<State>,
+    /// Writes may be sent until then: the lease (`lease_until`), once no
+    /// reconcile of an earlier term runs. The coordinator counts a member
+    /// live until its heartbeat's time + TTL, so a write sent before this
+    /// instant can never overlap another member's ownership. The kube
+    /// client checks it as each write leaves.
+    deadline: Arc<WriteDeadline>,
     /// Bumped whenever the owned set changes or ownership resumes after a
     /// fence (the mirror watch then fetches, drops or catches up).
     changes: watch::Sender<u64>,
 }
 
 impl ShardView {
-    pub fn new(member: &str) -> Self {
+    pub fn new(member: &str, deadline: Arc<WriteDeadline>) -> Self {
+        // Fenced until registered and heartbeating.
+        deadline.set(None);
         Self {
             member: member.to_string(),
-            // Fenced until registered and heartbeating.
             state: Mutex::new(State {
                 fenced: true,
                 ..Default::default()
             }),
+            deadline,
             changes: watch::channel(0).0,
         }
     }
@@ -95,17 +109,21 @@ impl ShardView {
             Some(owned) if current => owned.epoch,
             _ => return false,
         };
-        s.in_flight.insert(uid.to_string(), epoch);
+        let term = s.term;
+        s.in_flight.insert(uid.to_string(), (epoch, term));
         true
     }
 
     pub fn end(&self, uid: &str) {
-        self.state.lock().unwrap().in_flight.remove(uid);
+        let mut s = self.state.lock().unwrap();
+        s.in_flight.remove(uid);
+        self.open(&s);
     }
 
     /// The epoch the running reconcile of `uid` began under.
     pub fn in_flight_epoch(&self, uid: &str) -> Option<i64> {
-        self.state.lock().unwrap().in_flight.get(uid).copied()
+        let s = self.state.lock().unwrap();
+        s.in_flight.get(uid).map(|(epoch, _)| *epoch)
     }
 
     pub fn in_flight(&self, uid: &str) -> bool {
@@ -115,29 +133,47 @@ impl ShardView {
     /// Whether this member's lease still holds: not fenced and before
     /// `valid_until`.
     pub fn writable(&self) -> bool {
-        self.state.lock().unwrap().writable(Instant::now())
+        !self.state.lock().unwrap().fenced && self.deadline.holds()
     }
 
     /// Whether the running reconcile of `uid` may send a write now: the
-    /// lease holds, the last read of the assignments is still trusted, and
+    /// lease holds, the assignments were read since the last fence and
+    /// that read is still trusted, and
     /// the mirror is still this member's at the epoch the reconcile began
     /// under (a drain or a move ends that at once). Checked just before
     /// each replica write and status patch.
     pub fn may_write(&self, uid: &str) -> bool {
         let s = self.state.lock().unwrap();
-        let now = Instant::now();
-        s.writable(now)
-            && s.owned_until.is_some_and(|u| now < u)
-            && s.in_flight
-                .get(uid)
-                .is_some_and(|epoch| s.owned.get(uid).is_some_and(|o| o.epoch == *epoch))
+        // `current`: also not stale after a fence (a process woken from a
+        // pause may heartbeat again before it has read its assignments).
+        s.current(Instant::now())
+            && self.deadline.holds()
+            && s.in_flight.get(uid).is_some_and(|(epoch, term)| {
+                *term == s.term && s.owned.get(uid).is_some_and(|o| o.epoch == *epoch)
+            })
     }
 
     /// A heartbeat that started at `started` succeeded: writes may go on
-    /// until `started + fence_after`.
+    /// until `started + fence_after`. After a lease that ran out, that is a
+    /// new term: ownership waits for a fresh read, and writes for every
+    /// reconcile of the old term to end.
     pub fn renew(&self, valid_until: Instant) {
         let mut s = self.state.lock().unwrap();
-        s.valid_until = Some(s.valid_until.map_or(valid_until, |v| v.max(valid_until)));
+        if s.lease_until.is_none_or(|u| Instant::now() >= u) {
+            s.term += 1;
+            s.fresh = false;
+        }
+        s.lease_until = Some(s.lease_until.map_or(valid_until, |u| u.max(valid_until)));
+        self.open(&s);
+    }
+
+    /// Extends the client's deadline to the lease, unless a reconcile of an
+    /// earlier term is still running.
+    fn open(&self, s: &State) {
+        let stale = s.in_flight.values().any(|(_, term)| *term < s.term);
+        if let (Some(until), false) = (s.lease_until, stale) {
+            self.deadline.extend(until);
+        }
     }
 
     /// Whether the last read of the assignments ran out while the view
@@ -156,8 +192,8 @@ impl ShardView {
         self.state
             .lock()
             .unwrap()
-            .valid_until
-            .is_none_or(|v| now >= v)
+            .lease_until
+            .is_none_or(|u| now >= u)
     }
 
     /// Replaces the owned set with what the database says, trusted until
@@ -191,11 +227,15 @@ impl ShardView {
         }
     }
 
+    /// Stops every write at once (the client's too) until heartbeats
+    /// work again; returns whether it was not fenced before.
     pub fn fence(&self) -> bool {
         let mut s = self.state.lock().unwrap();
         let was = s.fenced;
         s.fenced = true;
         s.fresh = false;
+        s.term += 1;
+        self.deadline.set(None);
         !was
     }
 
@@ -226,10 +266,6 @@ impl State {
     fn current(&self, now: Instant) -> bool {
         !self.fenced && self.fresh && self.owned_until.is_some_and(|u| now < u)
     }
-
-    fn writable(&self, now: Instant) -> bool {
-        !self.fenced && self.valid_until.is_some_and(|v| now < v)
-    }
 }
 
 #[cfg(test)]
@@ -248,12 +284,16 @@ pub(crate) mod tests {
         )
     }
 
+    pub fn fresh_view() -> ShardView {
+        ShardView::new("m", Arc::new(WriteDeadline::closed()))
+    }
+
     fn later() -> Instant {
         Instant::now() + std::time::Duration::from_secs(60)
     }
 
     fn view(uids: &[&str]) -> ShardView {
-        let v = ShardView::new("m");
+        let v = fresh_view();
         v.renew(Instant::now() + std::time::Duration::from_secs(60));
         v.unfence();
         v.set_owned(uids.iter().map(|u| owned(u, 1)).collect(), later());
@@ -262,7 +302,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_new_view_owns_nothing_until_registered_and_read() {
-        let v = ShardView::new("m");
+        let v = fresh_view();
         v.set_owned([owned("u", 1)].into(), later());
         assert!(!v.owns("u"), "fenced until heartbeating");
         v.unfence();
@@ -314,6 +354,8 @@ pub(crate) mod tests {
         let changes = v.changes();
         assert!(v.fence());
         assert!(!v.owns("a") && !v.writable() && !v.begin("a"));
+        // A heartbeat works again: it renews, then unfences.
+        v.renew(later());
         assert!(v.unfence());
         assert!(v.writable() && !v.owns("a"));
         let before = v.active();
@@ -331,17 +373,22 @@ pub(crate) mod tests {
         assert!(v.begin("a") && v.may_write("a"));
         // The heartbeat task may be stuck: the deadline alone stops writes.
         let now = Instant::now();
-        let v2 = ShardView::new("m");
+        let v2 = fresh_view();
         v2.renew(now);
         v2.unfence();
         v2.set_owned([owned("a", 1)].into(), later());
         assert!(v2.begin("a"));
         assert!(!v2.may_write("a") && !v2.writable());
         assert!(v2.expired(now));
-        // A later success extends it; an older one never shortens it.
+        // A later success starts a new term (the lease had run out): the
+        // running reconcile stays stopped; a new one, after a fresh read,
+        // writes. An older success never shortens the lease.
         v2.renew(now + std::time::Duration::from_secs(60));
         v2.renew(now);
-        assert!(v2.may_write("a") && !v2.expired(now));
+        assert!(!v2.may_write("a") && !v2.expired(now));
+        v2.end("a");
+        v2.set_owned([owned("a", 1)].into(), later());
+        assert!(v2.begin("a") && v2.may_write("a"));
     }
 
     #[test]
@@ -379,5 +426,66 @@ pub(crate) mod tests {
         v.set_owned([owned("a", 1)].into(), later());
         assert!(v.begin("a") && v.may_write("a"));
         assert_ne!(v.active().map(|(n, _)| n), first, "a new activation");
+    }
+
+    #[test]
+    fn a_woken_member_writes_nothing_until_it_has_read_its_assignments() {
+        // Frozen mid-reconcile past its lease, the mirror moved meanwhile;
+        // on waking, its first heartbeat renews the lease before the
+        // watchdog fences, and the last read is not yet old.
+        let v = view(&["a"]);
+        assert!(v.begin("a") && v.may_write("a"));
+        v.fence();
+        v.renew(later());
+        assert!(v.unfence());
+        assert!(
+            !v.may_write("a"),
+            "the reconcile from before the pause may not write"
+        );
+        assert!(
+            !v.writable(),
+            "nor may anything leave the client while that reconcile runs"
+        );
+        v.end("a");
+        assert!(v.writable(), "the lease holds again once it ended");
+        v.set_owned(HashMap::new(), later());
+        assert!(!v.begin("a") && !v.may_write("a"), "moved away meanwhile");
+    }
+
+    #[test]
+    fn a_pause_past_the_lease_is_a_new_term_even_without_a_fence() {
+        // The heartbeat after the pause may renew before the watchdog has
+        // fenced: the renewal itself sees the lease had run out.
+        let d = Arc::new(WriteDeadline::closed());
+        let v = ShardView::new("m", d.clone());
+        let now = Instant::now();
+        v.renew(now + std::time::Duration::from_millis(1));
+        v.unfence();
+        v.set_owned([owned("a", 1)].into(), later());
+        assert!(v.begin("a"));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        v.renew(later());
+        assert!(!v.may_write("a") && !d.holds() && v.active().is_none());
+        v.end("a");
+        assert!(d.holds());
+        v.set_owned([owned("a", 1)].into(), later());
+        assert!(v.begin("a") && v.may_write("a"), "a new reconcile writes");
+    }
+
+    #[test]
+    fn writes_stop_while_they_can_still_arrive_before_the_deadline() {
+        let v = view(&["a"]);
+        assert!(v.begin("a"));
+        let d = Arc::new(WriteDeadline::closed());
+        let v2 = ShardView::new("m", d.clone());
+        v2.renew(Instant::now() + crate::kubeclient::IN_TRANSIT / 2);
+        v2.unfence();
+        v2.set_owned([owned("a", 1)].into(), later());
+        assert!(v2.begin("a"));
+        assert!(
+            !v2.may_write("a") && !d.holds(),
+            "too late to arrive in time"
+        );
+        assert!(!v2.expired(Instant::now()), "though the lease itself holds");
     }
 }

@@ -36,6 +36,7 @@ pub const COORDINATOR_STALE_PLANS: &str = "configmirror_coordinator_stale_plans_
 pub const DB_ROWS_WRITTEN: &str = "configmirror_db_rows_written_total";
 pub const DB_ERRORS: &str = "configmirror_db_errors_total";
 pub const DB_WRITES_REFUSED: &str = "configmirror_db_writes_refused_total";
+pub const WRITES_REFUSED_BY_DEADLINE: &str = "configmirror_writes_refused_by_deadline_total";
 pub const DB_SYNC_DURATION: &str = "configmirror_db_sync_duration_seconds";
 pub const DB_UP: &str = "configmirror_database_up";
 pub const DB_MIRRORS_UNSYNCED: &str = "configmirror_mirrors_database_unsynced";
@@ -98,11 +99,15 @@ pub fn describe() {
     );
     describe_counter!(
         DB_ERRORS,
-        "Failed database syncs by kind (unreachable, timeout, auth, secret, migration, write, superseded)"
+        "Failed database syncs by kind (unreachable, timeout, auth, secret, migration, write, superseded, lease_expired)"
     );
     describe_counter!(
         DB_WRITES_REFUSED,
         "Row statements PostgreSQL refused because a newer assignment of the mirror had written its rows (a sharded member that lost the mirror)"
+    );
+    describe_counter!(
+        WRITES_REFUSED_BY_DEADLINE,
+        "ConfigMap and ConfigMirror writes the client did not send because this process's lease (Lease or member heartbeat) had run out by the time they left"
     );
     describe_counter!(
         DB_ROWS_ORPHANED,
@@ -199,10 +204,12 @@ pub fn initialize() {
         "write",
         "timeout",
         "superseded",
+        "lease_expired",
     ] {
         metrics::counter!(DB_ERRORS, "kind" => kind).increment(0);
     }
     metrics::counter!(DB_WRITES_REFUSED).increment(0);
+    metrics::counter!(WRITES_REFUSED_BY_DEADLINE).increment(0);
     metrics::counter!(DB_REVISIONS_PRUNED).increment(0);
     metrics::counter!(FENCES).increment(0);
     metrics::counter!(SHARD_HANDOVERS).increment(0);

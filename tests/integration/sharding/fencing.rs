@@ -196,9 +196,16 @@ impl Cut {
         eprintln!(
             "measured ({how:?}): partition -> fenced {fenced:.2}s, -> b's mirrors owned by a {moved:.2}s"
         );
+        let how_late: Vec<String> = late
+            .iter()
+            .map(|e| {
+                let sent = e.request_received_timestamp.unwrap_or(f64::MAX);
+                format!("{:.3}s", sent - valid_until)
+            })
+            .collect();
         assert!(
             late.is_empty(),
-            "b wrote after its lease ended at {valid_until}: {}",
+            "b wrote after its lease ended at {valid_until} (received that much later: {how_late:?}): {}",
             summary(&late)
         );
         self.proxy.release();
