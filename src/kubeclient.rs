@@ -350,11 +350,18 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if self.deadline.as_ref().is_some_and(|d| !d.holds()) && gated(&req) {
-            metrics::counter!(crate::telemetry::names::WRITES_REFUSED_BY_DEADLINE).increment(1);
-            return Box::pin(std::future::ready(Err(WriteRefused.into())));
-        }
-        Box::pin(self.inner.call(req))
+        let deadline = self.deadline.clone().filter(|_| gated(&req));
+        // The transport's future does nothing until polled: checking at
+        // its first poll, rather than here, checks as late as this process
+        // can (the caller may poll it a while after the queue hands it over).
+        let send = self.inner.call(req);
+        Box::pin(async move {
+            if deadline.is_some_and(|d| !d.holds()) {
+                metrics::counter!(crate::telemetry::names::WRITES_REFUSED_BY_DEADLINE).increment(1);
+                return Err(WriteRefused.into());
+            }
+            send.await
+        })
     }
 }
 
@@ -453,9 +460,13 @@ mod tests {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let transport = {
             let sent = sent.clone();
+            // Like a real transport, it sends when its future is polled.
             tower::service_fn(move |req: Request<()>| {
-                sent.lock().unwrap().push(req.uri().path().to_string());
-                async { Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(())) }
+                let sent = sent.clone();
+                async move {
+                    sent.lock().unwrap().push(req.uri().path().to_string());
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(()))
+                }
             })
         };
         let deadline = Arc::new(WriteDeadline::closed());

@@ -27,6 +27,20 @@ pub struct InFlight {
     shard: Option<(Arc<ShardView>, String)>,
 }
 
+impl InFlight {
+    /// Resolves when the reconcile must stop at once (sharded: its mirror
+    /// was drained away, or the member fenced); never otherwise.
+    pub fn cancelled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let cancelled = self.shard.as_ref().map(|(view, uid)| view.cancelled(uid));
+        async move {
+            match cancelled {
+                Some(c) => c.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some((view, uid)) = &self.shard {

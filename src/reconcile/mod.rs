@@ -69,16 +69,27 @@ fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
 
 pub async fn reconcile(mirror: Arc<ConfigMirror>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Owned, and registered as in flight (a drain waits for it).
-    let Some(_in_flight) = ctx.scope.begin(&mirror) else {
+    let Some(in_flight) = ctx.scope.begin(&mirror) else {
         tracing::debug!(mirror = %mirror.name_any(), "not owned here now; skipped");
         return Ok(Action::await_change());
     };
     let id = identity(&mirror)?;
     let started = Instant::now();
-    let result = if mirror.metadata.deletion_timestamp.is_some() {
-        finalizer::cleanup(&ctx, &mirror, &id).await
-    } else {
-        sync(&ctx, &mirror, &id).await
+    let work = async {
+        if mirror.metadata.deletion_timestamp.is_some() {
+            finalizer::cleanup(&ctx, &mirror, &id).await
+        } else {
+            sync(&ctx, &mirror, &id).await
+        }
+    };
+    // A drain (or a fence) ends the reconcile wherever it waits: it may
+    // write nothing more anyway, and the handover waits for it.
+    let result = tokio::select! {
+        result = work => result,
+        _ = in_flight.cancelled() => {
+            tracing::debug!(mirror = %id.key(), "cancelled: the mirror moved or this member fenced");
+            return Ok(Action::await_change());
+        }
     };
     let label = match &result {
         Ok(_) => "success",

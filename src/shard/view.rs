@@ -19,13 +19,20 @@ pub struct Owned {
     pub name: String,
 }
 
+/// A reconcile in flight: the epoch and the term it began under, and its
+/// cancellation (a drain or a fence ends it wherever it waits).
+struct Running {
+    epoch: i64,
+    term: u64,
+    cancel: watch::Sender<bool>,
+}
+
 #[derive(Default)]
 struct State {
     /// mirror UID → its assignment, for mirrors this member owns (active).
     owned: HashMap<String, Owned>,
-    /// mirror UID → the epoch and the term its running reconcile began
-    /// under.
-    in_flight: HashMap<String, (i64, u64)>,
+    /// mirror UID → its running reconcile.
+    in_flight: HashMap<String, Running>,
     /// Bumped whenever the lease runs out (a fence, or a pause the process
     /// slept through). A reconcile from an earlier term writes nothing
     /// more, and the client's deadline reopens only once none is running:
@@ -109,9 +116,33 @@ impl ShardView {
             Some(owned) if current => owned.epoch,
             _ => return false,
         };
-        let term = s.term;
-        s.in_flight.insert(uid.to_string(), (epoch, term));
+        let running = Running {
+            epoch,
+            term: s.term,
+            cancel: watch::channel(false).0,
+        };
+        s.in_flight.insert(uid.to_string(), running);
         true
+    }
+
+    /// Resolves when the running reconcile of `uid` is cancelled (its
+    /// mirror released, or this member fenced); never, if none runs.
+    pub fn cancelled(&self, uid: &str) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let rx = self
+            .state
+            .lock()
+            .unwrap()
+            .in_flight
+            .get(uid)
+            .map(|r| r.cancel.subscribe());
+        async move {
+            match rx {
+                Some(mut rx) => {
+                    let _ = rx.wait_for(|c| *c).await;
+                }
+                None => std::future::pending().await,
+            }
+        }
     }
 
     pub fn end(&self, uid: &str) {
@@ -123,7 +154,7 @@ impl ShardView {
     /// The epoch the running reconcile of `uid` began under.
     pub fn in_flight_epoch(&self, uid: &str) -> Option<i64> {
         let s = self.state.lock().unwrap();
-        s.in_flight.get(uid).map(|(epoch, _)| *epoch)
+        s.in_flight.get(uid).map(|r| r.epoch)
     }
 
     pub fn in_flight(&self, uid: &str) -> bool {
@@ -148,8 +179,8 @@ impl ShardView {
         // pause may heartbeat again before it has read its assignments).
         s.current(Instant::now())
             && self.deadline.holds()
-            && s.in_flight.get(uid).is_some_and(|(epoch, term)| {
-                *term == s.term && s.owned.get(uid).is_some_and(|o| o.epoch == *epoch)
+            && s.in_flight.get(uid).is_some_and(|r| {
+                r.term == s.term && s.owned.get(uid).is_some_and(|o| o.epoch == r.epoch)
             })
     }
 
@@ -170,7 +201,7 @@ impl ShardView {
     /// Extends the client's deadline to the lease, unless a reconcile of an
     /// earlier term is still running.
     fn open(&self, s: &State) {
-        let stale = s.in_flight.values().any(|(_, term)| *term < s.term);
+        let stale = s.in_flight.values().any(|r| r.term < s.term);
         if let (Some(until), false) = (s.lease_until, stale) {
             self.deadline.extend(until);
         }
@@ -219,9 +250,16 @@ impl ShardView {
         }
     }
 
-    /// Stops owning one mirror (a drain), at once.
+    /// Stops owning one mirror (a drain), at once, and cancels its running
+    /// reconcile.
     pub fn release(&self, uid: &str) {
-        let removed = self.state.lock().unwrap().owned.remove(uid).is_some();
+        let removed = {
+            let mut s = self.state.lock().unwrap();
+            if let Some(running) = s.in_flight.get(uid) {
+                running.cancel.send_replace(true);
+            }
+            s.owned.remove(uid).is_some()
+        };
         if removed {
             self.changes.send_modify(|n| *n += 1);
         }
@@ -236,6 +274,9 @@ impl ShardView {
         s.fresh = false;
         s.term += 1;
         self.deadline.set(None);
+        for running in s.in_flight.values() {
+            running.cancel.send_replace(true);
+        }
         !was
     }
 
@@ -487,5 +528,21 @@ pub(crate) mod tests {
             "too late to arrive in time"
         );
         assert!(!v2.expired(Instant::now()), "though the lease itself holds");
+    }
+
+    #[tokio::test]
+    async fn a_drain_or_a_fence_cancels_the_running_reconcile() {
+        use futures::FutureExt;
+        let v = view(&["a", "b"]);
+        assert!(v.begin("a") && v.begin("b"));
+        let (a, b) = (v.cancelled("a"), v.cancelled("b"));
+        let none = v.cancelled("c");
+        v.release("a");
+        a.await;
+        assert!(b.now_or_never().is_none(), "the other one runs on");
+        let b = v.cancelled("b");
+        v.fence();
+        b.await;
+        assert!(none.now_or_never().is_none(), "nothing to cancel");
     }
 }

@@ -150,6 +150,7 @@ async fn hand_over(
     timing: &Timing,
     row: &AssignmentRow,
 ) -> Result<(), sqlx::Error> {
+    // Releasing cancels the running reconcile wherever it waits.
     view.release(&row.mirror_uid);
     let started = Instant::now();
     while view.in_flight(&row.mirror_uid) {
@@ -159,6 +160,9 @@ async fn hand_over(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // A write it sent just before may still be on its way to the API
+    // server: the new owner starts only once it has certainly arrived.
+    tokio::time::sleep(crate::kubeclient::IN_TRANSIT).await;
     match coordination::acknowledge_drain(
         pool,
         &row.mirror_uid,
