@@ -36,6 +36,22 @@ pub struct AssignmentRow {
     pub epoch: i64,
 }
 
+/// An `AssignmentRow` from a query record with its columns (each query
+/// has its own record type, so a macro rather than a `From`).
+macro_rules! assignment_row {
+    ($r:expr) => {
+        AssignmentRow {
+            mirror_uid: $r.mirror_uid,
+            mirror_namespace: $r.mirror_namespace,
+            mirror_name: $r.mirror_name,
+            member: $r.member,
+            state: $r.state,
+            next_member: $r.next_member,
+            epoch: $r.epoch,
+        }
+    };
+}
+
 /// A member's assignment as it reads it, with how long a forced move to it
 /// still holds it back (`None`: it may act on it now).
 #[derive(Debug, Clone, PartialEq)]
@@ -122,15 +138,7 @@ pub async fn assignments_of(pool: &PgPool, member: &str) -> Result<Vec<Held>, sq
         .into_iter()
         .map(|r| Held {
             held_for: r.held_for.map(Duration::from_secs_f64),
-            row: AssignmentRow {
-                mirror_uid: r.mirror_uid,
-                mirror_namespace: r.mirror_namespace,
-                mirror_name: r.mirror_name,
-                member: r.member,
-                state: r.state,
-                next_member: r.next_member,
-                epoch: r.epoch,
-            },
+            row: assignment_row!(r),
         })
         .collect())
 }
@@ -148,20 +156,7 @@ pub async fn all_assignments(pool: &PgPool) -> Result<Vec<(AssignmentRow, f64)>,
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            (
-                AssignmentRow {
-                    mirror_uid: r.mirror_uid,
-                    mirror_namespace: r.mirror_namespace,
-                    mirror_name: r.mirror_name,
-                    member: r.member,
-                    state: r.state,
-                    next_member: r.next_member,
-                    epoch: r.epoch,
-                },
-                r.age,
-            )
-        })
+        .map(|r| (assignment_row!(r), r.age))
         .collect())
 }
 

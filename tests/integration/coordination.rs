@@ -33,6 +33,21 @@ async fn history(pool: &PgPool, uid: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// x has been draining for 10 minutes (past the drain timeout) and d has
+/// been silent for a minute (past TTL + grace).
+async fn past_drain_timeout_and_d_silent(pool: &PgPool) {
+    sqlx::query(
+        "UPDATE assignments SET changed_at = now() - interval '10 minutes' WHERE mirror_uid = 'x'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE members SET heartbeat_at = now() - interval '1 minute' WHERE name = 'd'")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// A migrated coordination database with registered members and a
 /// coordinator epoch.
 struct Coordination {
@@ -101,16 +116,7 @@ async fn what_lands_between_the_coordinators_read_and_write_is_kept() {
     };
     assert_eq!(tx.drain(&[drain]).await.unwrap(), 1);
     tx.commit().await.unwrap();
-    sqlx::query(
-        "UPDATE assignments SET changed_at = now() - interval '10 minutes' WHERE mirror_uid = 'x'",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE members SET heartbeat_at = now() - interval '1 minute' WHERE name = 'd'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    past_drain_timeout_and_d_silent(&pool).await;
     let draining_epoch = assignment(&pool, "x").await.2;
 
     let index = Arc::new(RwLock::new(HashMap::from([
@@ -258,16 +264,7 @@ async fn a_forced_move_holds_its_new_owner_back_for_the_ownership_validity() {
     };
     assert_eq!(tx.drain(&[drain]).await.unwrap(), 1);
     tx.commit().await.unwrap();
-    sqlx::query(
-        "UPDATE assignments SET changed_at = now() - interval '10 minutes' WHERE mirror_uid = 'x'",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE members SET heartbeat_at = now() - interval '1 minute' WHERE name = 'd'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    past_drain_timeout_and_d_silent(&pool).await;
     let index = Arc::new(RwLock::new(HashMap::from([
         ("x".to_string(), ("ns".to_string(), "x".to_string())),
         ("y".to_string(), ("ns".to_string(), "y".to_string())),

@@ -22,22 +22,29 @@ async fn leader_status(op: &Operator, lease: &str) -> Option<f64> {
     .await
 }
 
-#[tokio::test]
-async fn one_leader_replicates_and_a_standby_takes_over_when_it_dies() {
-    let s = Scenario::new("leader", 1).await;
+/// Two operators campaigning for one fresh Lease (4 s) in a namespace of
+/// their own: (that namespace, the Lease's name, the two).
+async fn two_candidates(s: &Scenario) -> (TestNamespace, String, Operator, Operator) {
     let lease_ns = TestNamespace::create(&s.client, "leader-lease").await;
     let lease = unique("lease");
-    let start = |member: &str| {
+    let start = |member: String| {
         Operator::scoped(&[&s.home.name])
-            .member(member)
+            .member(&member)
             .arg("--leader-elect")
             .arg(format!("--namespace={}", lease_ns.name))
             .arg(format!("--leader-election-id={lease}"))
             .arg("--lease-duration-seconds=4")
             .start()
     };
-    let mut one = start(&unique("one")).await;
-    let mut two = start(&unique("two")).await;
+    let one = start(unique("one")).await;
+    let two = start(unique("two")).await;
+    (lease_ns, lease, one, two)
+}
+
+#[tokio::test]
+async fn one_leader_replicates_and_a_standby_takes_over_when_it_dies() {
+    let s = Scenario::new("leader", 1).await;
+    let (_lease_ns, lease, mut one, mut two) = two_candidates(&s).await;
     // Both become ready: a standby is doing what it should.
     eventually("both to be ready", Duration::from_secs(30), || async {
         (one.ready().await && two.ready().await).then_some(())
@@ -127,19 +134,7 @@ async fn one_leader_replicates_and_a_standby_takes_over_when_it_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_frozen_past_its_lease_writes_nothing_when_it_wakes() {
     let s = Scenario::new("leaderstop", 3).await;
-    let lease_ns = TestNamespace::create(&s.client, "leader-lease").await;
-    let lease = unique("lease");
-    let start = |member: &str| {
-        Operator::scoped(&[&s.home.name])
-            .member(member)
-            .arg("--leader-elect")
-            .arg(format!("--namespace={}", lease_ns.name))
-            .arg(format!("--leader-election-id={lease}"))
-            .arg("--lease-duration-seconds=4")
-            .start()
-    };
-    let mut one = start(&unique("one")).await;
-    let mut two = start(&unique("two")).await;
+    let (_lease_ns, lease, mut one, mut two) = two_candidates(&s).await;
     let leader_is_one = eventually("a leader", Duration::from_secs(30), || async {
         match (
             leader_status(&one, &lease).await,
