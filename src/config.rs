@@ -404,7 +404,9 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 }
 
 impl RunArgs {
-    /// The member name, resolved once per process.
+    /// The member name: `--member-name`, else the host name with a random
+    /// suffix, drawn anew on every call (two processes on one host never
+    /// share a name). `run` calls it once and passes the name along.
     pub fn member(&self) -> String {
         self.member_name
             .clone()

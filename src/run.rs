@@ -218,7 +218,6 @@ pub async fn run_controller(
     );
     let sources = SourceCache::new(client.clone(), triggers, Duration::from_secs(30));
     let settings = Settings {
-        member: member.to_string(),
         policy: TargetPolicy::new(args.excluded()),
         adopt_reference_replicas: args.adopt_reference_replicas,
         write_concurrency: args.write_concurrency,

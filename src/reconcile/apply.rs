@@ -38,7 +38,6 @@ pub struct Outcome {
     /// (source name, namespace) now holding an in-sync replica we wrote.
     pub written: Vec<(String, String)>,
     pub deleted: Vec<(String, String, DeleteReason)>,
-    pub adopted: Vec<(String, String)>,
     /// Names found held by someone else when we tried to create them.
     pub conflicts: Vec<Conflict>,
     pub failures: Vec<Failure>,
@@ -101,10 +100,7 @@ async fn write_all(ctx: &Context, mirror: &MirrorIdentity, actions: Vec<Action>)
     while let Some(done) = results.next().await {
         match done {
             Done::Written { source, namespace } => out.written.push((source, namespace)),
-            Done::Adopted { source, namespace } => {
-                out.adopted.push((namespace.clone(), source.clone()));
-                out.written.push((source, namespace));
-            }
+            Done::Adopted { source, namespace } => out.written.push((source, namespace)),
             Done::Deleted {
                 namespace,
                 name,

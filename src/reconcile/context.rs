@@ -20,7 +20,6 @@ use super::apply::fair::{ReconcileSlots, WriteBudget};
 /// Tunables of the controller, from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub member: String,
     pub policy: TargetPolicy,
     pub adopt_reference_replicas: bool,
     /// Replica writes in flight at once, over all mirrors.
@@ -41,7 +40,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            member: "local".into(),
             policy: TargetPolicy::default(),
             adopt_reference_replicas: false,
             write_concurrency: 32,

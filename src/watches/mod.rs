@@ -70,10 +70,6 @@ impl Readiness {
         (tx, Self(rx))
     }
 
-    pub fn is_ready(&self) -> bool {
-        *self.0.borrow()
-    }
-
     /// Waits for the first complete list: `false` when the cache was
     /// dropped before it had one (the waiter must look again, not read it).
     pub async fn wait(&mut self) -> bool {
