@@ -1,0 +1,232 @@
+//! The write deadline: until when this process may write ConfigMaps and
+//! ConfigMirrors, enforced by a layer in the client as each write leaves.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Request;
+use tower::{Layer, Service};
+
+/// Until when this process may send ConfigMap and ConfigMirror writes
+/// (monotonic clock). A leader's Lease or a member's heartbeats set it; the
+/// client checks it as each such request leaves, after any wait for the
+/// rate limit (a check before that wait could be seconds old by the time
+/// the request goes out). Unlimited for a process that needs none.
+#[derive(Debug)]
+pub struct WriteDeadline(Mutex<Limit>);
+
+/// How long a write may take from leaving this process to reaching the API
+/// server on a busy node (measured here: up to ~150 ms with both cores
+/// saturated); writes stop this much before the deadline.
+pub const IN_TRANSIT: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    Unlimited,
+    Until(Option<std::time::Instant>),
+}
+
+impl WriteDeadline {
+    pub fn unlimited() -> Self {
+        Self(Mutex::new(Limit::Unlimited))
+    }
+
+    /// No write until `extend` or `set` says otherwise.
+    pub fn closed() -> Self {
+        Self(Mutex::new(Limit::Until(None)))
+    }
+
+    /// Whether a write may leave now: at least `IN_TRANSIT` before the
+    /// deadline, so that it has reached the API server by then.
+    pub fn holds(&self) -> bool {
+        match *self.0.lock().unwrap() {
+            Limit::Unlimited => true,
+            Limit::Until(until) => {
+                until.is_some_and(|u| std::time::Instant::now() + IN_TRANSIT < u)
+            }
+        }
+    }
+
+    /// Writes may go on until `until` (`None`: no more writes).
+    pub fn set(&self, until: Option<std::time::Instant>) {
+        *self.0.lock().unwrap() = Limit::Until(until);
+    }
+
+    /// Writes may go on until `until`, or later if already allowed.
+    pub fn extend(&self, until: std::time::Instant) {
+        let mut limit = self.0.lock().unwrap();
+        *limit = match *limit {
+            Limit::Until(Some(u)) => Limit::Until(Some(u.max(until))),
+            _ => Limit::Until(Some(until)),
+        };
+    }
+
+    /// Whether the deadline has passed (`false` when unlimited).
+    pub fn expired(&self, now: std::time::Instant) -> bool {
+        match *self.0.lock().unwrap() {
+            Limit::Unlimited => false,
+            Limit::Until(until) => until.is_none_or(|u| now >= u),
+        }
+    }
+}
+
+/// Refused by the write deadline: the request never left.
+#[derive(Debug, thiserror::Error)]
+#[error("not sent: this process's write deadline has passed (lease not renewed in time)")]
+pub struct WriteRefused;
+
+/// Refuses ConfigMap and ConfigMirror writes once the deadline has passed.
+/// Reads, Leases and Events pass: they are how a process learns and says
+/// that it lost its lease.
+#[derive(Clone)]
+pub struct WriteGateLayer(pub(super) Option<Arc<WriteDeadline>>);
+
+impl<S> Layer<S> for WriteGateLayer {
+    type Service = WriteGate<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        WriteGate {
+            inner,
+            deadline: self.0.clone(),
+        }
+    }
+}
+
+pub struct WriteGate<S> {
+    inner: S,
+    deadline: Option<Arc<WriteDeadline>>,
+}
+
+/// A request that changes a ConfigMap or a ConfigMirror (or its status).
+fn gated<B>(req: &Request<B>) -> bool {
+    !matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) && req
+        .uri()
+        .path()
+        .split('/')
+        .any(|segment| segment == "configmaps" || segment == "configmirrors")
+}
+
+impl<S, B> Service<Request<B>> for WriteGate<S>
+where
+    S: Service<Request<B>>,
+    S::Error: From<WriteRefused> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let deadline = self.deadline.clone().filter(|_| gated(&req));
+        // The transport's future does nothing until polled: checking at
+        // its first poll, rather than here, checks as late as this process
+        // can (the caller may poll it a while after the queue hands it over).
+        let send = self.inner.call(req);
+        Box::pin(async move {
+            if deadline.is_some_and(|d| !d.holds()) {
+                metrics::counter!(crate::telemetry::names::WRITES_REFUSED_BY_DEADLINE).increment(1);
+                return Err(WriteRefused.into());
+            }
+            send.await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_gates_only_configmap_and_configmirror_writes() {
+        let req = |method: &str, path: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap()
+        };
+        assert!(gated(&req("PUT", "/api/v1/namespaces/t/configmaps/cfg")));
+        assert!(gated(&req("POST", "/api/v1/namespaces/t/configmaps")));
+        assert!(gated(&req(
+            "PATCH",
+            "/apis/mirror.configmirror.io/v1alpha1/namespaces/h/configmirrors/m/status"
+        )));
+        assert!(gated(&req("DELETE", "/api/v1/namespaces/t/configmaps/cfg")));
+        assert!(!gated(&req("GET", "/api/v1/namespaces/t/configmaps/cfg")));
+        assert!(!gated(&req(
+            "PATCH",
+            "/apis/coordination.k8s.io/v1/namespaces/o/leases/l"
+        )));
+        assert!(!gated(&req(
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/h/events"
+        )));
+    }
+
+    #[tokio::test]
+    async fn past_the_deadline_a_write_never_reaches_the_transport() {
+        use tower::ServiceExt;
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let transport = {
+            let sent = sent.clone();
+            // Like a real transport, it sends when its future is polled.
+            tower::service_fn(move |req: Request<()>| {
+                let sent = sent.clone();
+                async move {
+                    sent.lock().unwrap().push(req.uri().path().to_string());
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(http::Response::new(()))
+                }
+            })
+        };
+        let deadline = Arc::new(WriteDeadline::closed());
+        deadline.extend(std::time::Instant::now() + Duration::from_secs(60));
+        let mut client = WriteGateLayer(Some(deadline.clone())).layer(transport);
+        let put = || {
+            Request::put("/api/v1/namespaces/t/configmaps/cfg")
+                .body(())
+                .unwrap()
+        };
+        client.ready().await.unwrap().call(put()).await.unwrap();
+        deadline.set(None);
+        let refused = client.ready().await.unwrap().call(put()).await;
+        assert!(refused.unwrap_err().is::<WriteRefused>());
+        let lease = Request::put("/apis/coordination.k8s.io/v1/namespaces/o/leases/l")
+            .body(())
+            .unwrap();
+        client.ready().await.unwrap().call(lease).await.unwrap();
+        assert_eq!(
+            *sent.lock().unwrap(),
+            [
+                "/api/v1/namespaces/t/configmaps/cfg",
+                "/apis/coordination.k8s.io/v1/namespaces/o/leases/l"
+            ],
+            "the refused write never reached the transport"
+        );
+    }
+
+    #[test]
+    fn a_deadline_extends_never_shortens_and_closes_on_set() {
+        let now = std::time::Instant::now();
+        let d = WriteDeadline::unlimited();
+        assert!(d.holds() && !d.expired(now));
+        let d = WriteDeadline::closed();
+        assert!(!d.holds() && d.expired(now));
+        d.extend(now + Duration::from_secs(60));
+        d.extend(now);
+        assert!(d.holds(), "an older renewal never shortens it");
+        d.set(None);
+        assert!(!d.holds());
+        d.set(Some(now));
+        assert!(!d.holds() && d.expired(now));
+    }
+}
