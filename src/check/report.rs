@@ -105,6 +105,17 @@ impl fmt::Display for Report {
 /// pods (not only non-empty).
 pub fn evaluate(observed: &Observed, selector: &str, sharding: bool) -> Report {
     let mut report = Report::default();
+    let pods = judge_pods(observed, selector, &mut report);
+    judge_probes(observed, pods, &mut report);
+    match &observed.mirrors {
+        Ok(mirrors) => judge_mirrors(mirrors, pods, sharding, &mut report),
+        Err(e) => report.push("mirrors", false, format!("listing ConfigMirrors: {e}")),
+    }
+    report
+}
+
+/// The pods found, each Running with an IP and not terminating.
+fn judge_pods<'a>(observed: &'a Observed, selector: &str, report: &mut Report) -> &'a [PodState] {
     let pods = match &observed.pods {
         Ok(pods) => pods.as_slice(),
         Err(e) => {
@@ -128,6 +139,11 @@ pub fn evaluate(observed: &Observed, selector: &str, sharding: bool) -> Report {
         };
         report.push(format!("pod {}", pod.name), ok, detail);
     }
+    pods
+}
+
+/// Each pod's /readyz answer.
+fn judge_probes(observed: &Observed, pods: &[PodState], report: &mut Report) {
     for pod in pods {
         let (ok, detail) = match observed.probes.get(&pod.name) {
             None if pod.ip.is_none() => (false, "not probed: no pod IP".to_string()),
@@ -145,14 +161,11 @@ pub fn evaluate(observed: &Observed, selector: &str, sharding: bool) -> Report {
         };
         report.push(format!("readyz {}", pod.name), ok, detail);
     }
+}
 
-    let mirrors = match &observed.mirrors {
-        Ok(m) => m,
-        Err(e) => {
-            report.push("mirrors", false, format!("listing ConfigMirrors: {e}"));
-            return report;
-        }
-    };
+/// Every mirror not being deleted names its member (one of the pods when
+/// sharded); at most `MAX_MIRRORS_LISTED` offenders are listed by name.
+fn judge_mirrors(mirrors: &[MirrorState], pods: &[PodState], sharding: bool, report: &mut Report) {
     let pod_names: BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
     let mut problems = Vec::new();
     let mut checked = 0;
@@ -195,7 +208,6 @@ pub fn evaluate(observed: &Observed, selector: &str, sharding: bool) -> Report {
             format!("… and {more} more without {wanted}"),
         );
     }
-    report
 }
 
 fn phase_name(phase: &str) -> &str {
