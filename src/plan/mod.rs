@@ -153,67 +153,89 @@ pub fn select_sources(
 }
 
 pub fn plan(input: &PlanInput<'_>) -> ReplicaPlan {
-    let mirror = input.mirror;
     let sources = select_sources(input.spec, input.candidates);
     let targets = targets::resolve(input.spec, input.namespaces, input.policy);
     let mut out = ReplicaPlan::default();
     let mut wanted: HashSet<(&str, &str)> = HashSet::new();
-
     for namespace in &targets.present {
         for source in &sources {
             wanted.insert((namespace.as_str(), source.name.as_str()));
-            let target = || Target {
-                namespace: namespace.clone(),
-                source: source.clone(),
-            };
-            match input.replicas.get(namespace, &source.name) {
-                Some(r) if r.mirror_uid.as_deref() == Some(mirror.uid.as_str()) => {
-                    if replica::in_sync(r, mirror, source) {
-                        out.in_sync
-                            .entry(source.name.clone())
-                            .or_default()
-                            .insert(namespace.clone());
-                    } else if r.immutable && r.actual_hash != source.content_hash {
-                        out.actions.push(Action::Replace {
-                            target: target(),
-                            resource_version: r.resource_version.clone(),
-                            uid: r.uid.clone(),
-                        });
-                    } else {
-                        out.actions.push(Action::Update {
-                            target: target(),
-                            resource_version: r.resource_version.clone(),
-                        });
-                    }
-                }
-                Some(r) => out.conflicts.push(Conflict {
-                    namespace: namespace.clone(),
-                    name: source.name.clone(),
-                    holder: match (&r.mirror, &r.mirror_uid) {
-                        (Some(m), _) => Holder::OtherMirror(m.clone()),
-                        (None, Some(uid)) => Holder::OtherMirror(uid.clone()),
-                        (None, None) => Holder::Unmanaged,
-                    },
-                }),
-                None => match input
-                    .known_conflicts
-                    .get(&(namespace.clone(), source.name.clone()))
-                {
-                    Some(holder) => out.conflicts.push(Conflict {
-                        namespace: namespace.clone(),
-                        name: source.name.clone(),
-                        holder: holder.clone(),
-                    }),
-                    None => out.actions.push(Action::Create(target())),
-                },
-            }
+            plan_replica(input, namespace, source, &mut out);
         }
     }
+    let orphans = plan_orphans(input, &wanted, &targets);
+    out.actions.extend(orphans);
+    out.conflicts.sort();
+    out.sources = sources;
+    out.targets = targets;
+    out
+}
 
-    // Orphans are found from the replicas' labels, never from status.
+/// What one source needs in one present target namespace: nothing (in
+/// sync), a write, or a conflict with whoever holds the name.
+fn plan_replica(
+    input: &PlanInput<'_>,
+    namespace: &String,
+    source: &Arc<SourceConfigMap>,
+    out: &mut ReplicaPlan,
+) {
+    let mirror = input.mirror;
+    let target = || Target {
+        namespace: namespace.clone(),
+        source: source.clone(),
+    };
+    let conflict = |holder: Holder| Conflict {
+        namespace: namespace.clone(),
+        name: source.name.clone(),
+        holder,
+    };
+    match input.replicas.get(namespace, &source.name) {
+        Some(r) if r.mirror_uid.as_deref() == Some(mirror.uid.as_str()) => {
+            if replica::in_sync(r, mirror, source) {
+                out.in_sync
+                    .entry(source.name.clone())
+                    .or_default()
+                    .insert(namespace.clone());
+            } else if r.immutable && r.actual_hash != source.content_hash {
+                out.actions.push(Action::Replace {
+                    target: target(),
+                    resource_version: r.resource_version.clone(),
+                    uid: r.uid.clone(),
+                });
+            } else {
+                out.actions.push(Action::Update {
+                    target: target(),
+                    resource_version: r.resource_version.clone(),
+                });
+            }
+        }
+        Some(r) => out
+            .conflicts
+            .push(conflict(match (&r.mirror, &r.mirror_uid) {
+                (Some(m), _) => Holder::OtherMirror(m.clone()),
+                (None, Some(uid)) => Holder::OtherMirror(uid.clone()),
+                (None, None) => Holder::Unmanaged,
+            })),
+        None => match input
+            .known_conflicts
+            .get(&(namespace.clone(), source.name.clone()))
+        {
+            Some(holder) => out.conflicts.push(conflict(holder.clone())),
+            None => out.actions.push(Action::Create(target())),
+        },
+    }
+}
+
+/// Deletes of the mirror's replicas that are no longer wanted, sorted.
+/// Orphans are found from the replicas' labels, never from status.
+fn plan_orphans(
+    input: &PlanInput<'_>,
+    wanted: &HashSet<(&str, &str)>,
+    targets: &ResolvedTargets,
+) -> Vec<Action> {
     let mut orphans: Vec<&ReplicaMeta> = input
         .replicas
-        .owned_by(&mirror.uid)
+        .owned_by(&input.mirror.uid)
         .filter(|r| !wanted.contains(&(r.namespace.as_str(), r.name.as_str())))
         // A namespace being deleted takes its replicas with it.
         .filter(|r| {
@@ -224,25 +246,20 @@ pub fn plan(input: &PlanInput<'_>) -> ReplicaPlan {
         })
         .collect();
     orphans.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    for r in orphans {
-        let reason = if targets.present.contains(&r.namespace) {
-            DeleteReason::SourceGone
-        } else {
-            DeleteReason::NotTargeted
-        };
-        out.actions.push(Action::Delete {
+    orphans
+        .into_iter()
+        .map(|r| Action::Delete {
             namespace: r.namespace.clone(),
             name: r.name.clone(),
             resource_version: r.resource_version.clone(),
             uid: r.uid.clone(),
-            reason,
-        });
-    }
-
-    out.conflicts.sort();
-    out.sources = sources;
-    out.targets = targets;
-    out
+            reason: if targets.present.contains(&r.namespace) {
+                DeleteReason::SourceGone
+            } else {
+                DeleteReason::NotTargeted
+            },
+        })
+        .collect()
 }
 
 /// Everything to delete when the mirror itself is deleted.
