@@ -169,6 +169,8 @@ async fn upsert(
 /// statements of at most `limits` rows and (stored) bytes: a mirror deleted
 /// with thousands of large rows copies them into revisions a slice at a
 /// time, each slice well within the statement deadline.
+// Long only because of its one SQL statement, which reads best whole.
+#[allow(clippy::too_many_lines)]
 async fn delete_gone(
     db: &Database,
     mirror: &MirrorIdentity,
