@@ -12,9 +12,10 @@ COPY .sqlx .sqlx
 COPY src src
 COPY migrations migrations
 COPY crds crds
-# Cargo.toml names these (workspace member loadtest, [[bench]] plan): cargo
-# cannot load the workspace without them, even to build one binary.
+# Cargo.toml names these (workspace members loadtest and generate, [[bench]]
+# plan): cargo cannot load the workspace without them, even to build one binary.
 COPY loadtest loadtest
+COPY generate generate
 COPY benches benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

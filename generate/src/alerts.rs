@@ -1,0 +1,218 @@
+//! The Prometheus alert rules, written with the operator's metric-name
+//! constants, and the rule file they become.
+//!
+//! The file is written as text rather than through serde_yaml: it keeps its
+//! header comment and folds long descriptions (`>-`) so they read as prose
+//! in review; a test parses it back and compares it with the rules.
+
+use configmirror::telemetry::names::*;
+
+/// One alerting rule; `description` is optional prose.
+pub(crate) struct Rule {
+    pub alert: &'static str,
+    pub expr: String,
+    pub for_: &'static str,
+    pub severity: &'static str,
+    pub summary: &'static str,
+    pub description: Option<&'static str>,
+}
+
+pub(crate) const GROUP: &str = "configmirror";
+
+pub(crate) fn rules() -> Vec<Rule> {
+    [database(), replication(), sharding()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn database() -> Vec<Rule> {
+    vec![
+        Rule {
+            alert: "ConfigMirrorDatabaseDown",
+            expr: format!("min({DB_UP}) == 0"),
+            for_: "5m",
+            severity: "critical",
+            summary: "The operator's PostgreSQL database does not answer.",
+            description: Some(
+                "Replication to Kubernetes goes on, but no mirror's rows or revisions are recorded until the database returns. Check the database and the operator's --database-url / --database-secret.",
+            ),
+        },
+        Rule {
+            alert: "ConfigMirrorRowsNotPersisted",
+            expr: format!("max({DB_MIRRORS_UNSYNCED}) > 0"),
+            for_: "15m",
+            severity: "warning",
+            summary: "{{ $value }} ConfigMirrors cannot write their rows.",
+            description: Some(
+                "Their DatabaseSynced condition says why (unreachable database, missing or invalid Secret, refused credentials). `kubectl get cmirror -A -o wide` and `kubectl describe cmirror` show the mirrors concerned.",
+            ),
+        },
+    ]
+}
+
+fn replication() -> Vec<Rule> {
+    vec![
+        Rule {
+            alert: "ConfigMirrorReplicaConflicts",
+            expr: format!("max({REPLICA_CONFLICTS}) > 0"),
+            for_: "30m",
+            severity: "info",
+            summary: "{{ $value }} replicas are blocked by ConfigMaps ConfigMirror does not own.",
+            description: Some(
+                "The operator never overwrites a ConfigMap it does not own. The mirrors' status.problems name each one; delete or rename it.",
+            ),
+        },
+        Rule {
+            alert: "ConfigMirrorReconcileErrors",
+            expr: format!(r#"sum(rate({RECONCILE_TOTAL}{{result!="success"}}[10m])) > 0.1"#),
+            for_: "15m",
+            severity: "warning",
+            summary: "ConfigMirror reconciles keep failing.",
+            description: Some(
+                "Failed reconciles are retried with backoff. The operator's logs and the mirrors' events (reason SyncFailed) say what fails.",
+            ),
+        },
+        Rule {
+            alert: "ConfigMirrorNoLeader",
+            expr: format!("max({LEADER_ELECTION_MASTER_STATUS}) < 1"),
+            for_: "5m",
+            severity: "critical",
+            summary: "No ConfigMirror replica holds the leader Lease; nothing is reconciled.",
+            description: None,
+        },
+        Rule {
+            alert: "ConfigMirrorReplicationLagHigh",
+            expr: format!(
+                "histogram_quantile(0.99, sum by (le) (rate({REPLICATION_LAG}_bucket[10m]))) > 30"
+            ),
+            for_: "15m",
+            severity: "warning",
+            summary: "Replicas take more than 30 s (p99) to follow their sources.",
+            description: None,
+        },
+    ]
+}
+
+fn sharding() -> Vec<Rule> {
+    vec![
+        Rule {
+            alert: "ConfigMirrorOrphanedMirrors",
+            expr: format!("max({SHARD_ORPHANED}) > 0"),
+            for_: "2m",
+            severity: "critical",
+            summary: "{{ $value }} ConfigMirrors have no live member; they are not reconciled.",
+            description: Some(
+                "No live member can take them (all fenced or gone). Check the replicas' readiness and the coordination database.",
+            ),
+        },
+        Rule {
+            alert: "ConfigMirrorMemberFenced",
+            expr: format!("max({MEMBER_FENCED}) > 0"),
+            for_: "2m",
+            severity: "warning",
+            summary: "A ConfigMirror member cannot heartbeat to PostgreSQL and has stopped writing.",
+            description: Some(
+                "Its mirrors move to live members after the TTL and grace. A fenced member is not ready; it resumes by itself when the database answers.",
+            ),
+        },
+    ]
+}
+
+const HEADER: &str = "\
+# Prometheus alert rules for ConfigMirror (a rule file; the Helm chart ships
+# the same groups as a PrometheusRule). Every series used here is checked
+# against a live /metrics by the integration tests.
+# Generated by deploy/generate from generate/src/alerts.rs; do not edit.
+";
+
+/// Folded descriptions are indented under their key and wrap before column
+/// `WRAP_AT`.
+const DESCRIPTION_INDENT: &str = "            ";
+const WRAP_AT: usize = 80;
+
+/// The rule file's text.
+pub(crate) fn yaml() -> String {
+    let mut out = format!("{HEADER}groups:\n  - name: {GROUP}\n    rules:\n");
+    for rule in rules() {
+        out += &format!("      - alert: {}\n", scalar(rule.alert));
+        out += &format!("        expr: {}\n", scalar(&rule.expr));
+        out += &format!("        for: {}\n", scalar(rule.for_));
+        out += &format!(
+            "        labels:\n          severity: {}\n",
+            scalar(rule.severity)
+        );
+        out += &format!(
+            "        annotations:\n          summary: {}\n",
+            scalar(rule.summary)
+        );
+        if let Some(description) = rule.description {
+            out += "          description: >-\n";
+            for line in wrap(description, WRAP_AT - DESCRIPTION_INDENT.len()) {
+                out += &format!("{DESCRIPTION_INDENT}{line}\n");
+            }
+        }
+    }
+    out
+}
+
+/// A plain scalar when it reads back as the same string, else a
+/// double-quoted one (JSON's string syntax is valid YAML).
+fn scalar(text: &str) -> String {
+    let starts_special = text.starts_with(|c: char| "{[]}&*!|>'\"%@`#,?:-".contains(c));
+    let ambiguous = text.contains(": ") || text.contains(" #") || text.ends_with(':');
+    let not_a_string =
+        matches!(text, "" | "~" | "null" | "true" | "false") || text.parse::<f64>().is_ok();
+    if starts_special || ambiguous || not_a_string {
+        serde_json::to_string(text).expect("a string serializes")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Greedy word wrap; a folded block joins the lines back with single spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text reads back, as YAML, as exactly the rules it was made from.
+    #[test]
+    fn the_file_parses_back_to_the_rules() {
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&yaml()).unwrap();
+        let group = &parsed["groups"][0];
+        assert_eq!(group["name"].as_str(), Some(GROUP));
+        let parsed_rules = group["rules"].as_sequence().unwrap();
+        let rules = rules();
+        assert_eq!(parsed_rules.len(), rules.len());
+        for (parsed, rule) in parsed_rules.iter().zip(rules) {
+            assert_eq!(parsed["alert"].as_str(), Some(rule.alert));
+            assert_eq!(parsed["expr"].as_str(), Some(rule.expr.as_str()));
+            assert_eq!(parsed["for"].as_str(), Some(rule.for_));
+            assert_eq!(parsed["labels"]["severity"].as_str(), Some(rule.severity));
+            let annotations = &parsed["annotations"];
+            assert_eq!(annotations["summary"].as_str(), Some(rule.summary));
+            assert_eq!(annotations["description"].as_str(), rule.description);
+        }
+    }
+
+    #[test]
+    fn scalars_that_yaml_would_misread_are_quoted() {
+        assert_eq!(scalar("{{ $value }} down"), r#""{{ $value }} down""#);
+        assert_eq!(scalar("a: b"), r#""a: b""#);
+        assert_eq!(scalar("max(x) > 0"), "max(x) > 0");
+    }
+}

@@ -1,0 +1,76 @@
+//! Writes every generated file of the repository from its source: the CRD
+//! from the Rust types, the Grafana dashboard and the alert rules from the
+//! descriptions here (which use the operator's metric names), and the Helm
+//! chart's copies of all three. `deploy/generate` runs it (and regenerates
+//! `.sqlx`); `deploy/generate --check` runs it into a scratch directory and
+//! compares.
+
+mod alerts;
+mod dashboard;
+mod panels;
+mod promql;
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "usage: configmirror-generate <root>
+Writes every generated file under <root> (the repository, or a scratch
+directory to compare with it) and prints each one's path relative to it.";
+
+/// Every generated file, by path from the repository root, with its content.
+fn artefacts() -> Vec<(&'static str, String)> {
+    let crd = configmirror::api::crd_yaml();
+    let dashboard = dashboard::json();
+    let alerts = alerts::yaml();
+    vec![
+        ("crds/configmirror.yaml", crd.clone()),
+        ("helm/configmirror-operator/files/crd.yaml", crd),
+        (
+            "deploy/grafana/configmirror-dashboard.json",
+            dashboard.clone(),
+        ),
+        ("helm/configmirror-operator/files/dashboard.json", dashboard),
+        ("deploy/prometheus/configmirror-alerts.yaml", alerts.clone()),
+        ("helm/configmirror-operator/files/alerts.yaml", alerts),
+    ]
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(root), None) = (args.next(), args.next()) else {
+        bail!("{USAGE}");
+    };
+    let root = Path::new(&root);
+    for (path, content) in artefacts() {
+        let file = root.join(path);
+        // Unchanged files keep their mtime: crds/ is include_str!'d, and a
+        // touched file would rebuild the crates that read it.
+        if std::fs::read(&file).ok().as_deref() != Some(content.as_bytes()) {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(&file, content)
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        println!("{path}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The repository holds exactly what the generator writes (the same
+    /// comparison `deploy/generate --check` makes, for `cargo test` alone).
+    #[test]
+    fn committed_files_are_current() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (path, content) in artefacts() {
+            let committed = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+            assert!(committed == content, "{path} is stale: run deploy/generate");
+        }
+    }
+}
