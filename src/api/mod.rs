@@ -233,14 +233,14 @@ pub fn crd_yaml() -> String {
 mod tests {
     use super::*;
 
-    /// crds/ holds exactly what `crdgen` prints: regenerate it with
-    /// `cargo run -- crdgen > crds/configmirror.yaml` when the types change.
+    /// crds/ holds exactly what `crdgen` prints: regenerate it (and the
+    /// chart's copy) with `deploy/generate` when the types change.
     #[test]
     fn committed_crd_is_current() {
         let committed = include_str!("../../crds/configmirror.yaml");
         assert!(
             committed == crd_yaml(),
-            "crds/configmirror.yaml is stale: run `cargo run -- crdgen > crds/configmirror.yaml`"
+            "crds/configmirror.yaml is stale: run deploy/generate"
         );
     }
 
