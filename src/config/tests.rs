@@ -1,0 +1,112 @@
+//! Flag parsing: defaults, names and derived settings.
+
+use std::time::Duration;
+
+use super::*;
+use crate::store::databases::DefaultDatabase;
+use crate::telemetry::LogFormat;
+
+fn parse(args: &[&str]) -> RunArgs {
+    let mut all = vec!["configmirror", "run"];
+    all.extend_from_slice(args);
+    match Cli::try_parse_from(all).unwrap().command {
+        Command::Run(r) => *r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn defaults_match_the_reference() {
+    let a = parse(&[]);
+    assert_eq!(a.metrics_bind_address, ":8080");
+    assert_eq!(a.health_probe_bind_address, ":8081");
+    assert!(!a.leader_elect);
+    assert!(a.excluded().contains(&"kube-system".to_string()));
+    assert!(a.excluded().contains(&a.namespace));
+}
+
+#[test]
+fn flags_parse() {
+    let a = parse(&[
+        "--watch-namespace",
+        "a,b",
+        "--leader-elect",
+        "--member-name",
+        "pod-1",
+        "--kube-api-qps",
+        "50",
+        "--log-format",
+        "text",
+    ]);
+    assert_eq!(a.watch_namespace, ["a", "b"]);
+    assert!(a.leader_elect);
+    assert_eq!(a.member(), "pod-1");
+    assert_eq!(a.kube_api_qps, 50.0);
+    assert_eq!(a.log_format, LogFormat::Text);
+}
+
+#[test]
+fn stuck_after_defaults_to_five_minutes_and_is_never_zero() {
+    assert_eq!(parse(&[]).stuck_after(), Duration::from_secs(300));
+    let a = parse(&["--stuck-after-seconds", "0"]);
+    assert_eq!(a.stuck_after(), Duration::from_secs(1));
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+    assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    assert!(parse_duration("1w").is_err());
+    assert!(parse_duration("soon").is_err());
+}
+
+#[test]
+fn database_flags_parse() {
+    let a = parse(&[
+        "--database-secret",
+        "ns/db",
+        "--database-secret-namespaces",
+        "shared,platform",
+    ]);
+    assert!(matches!(
+        a.database.default_database(),
+        Ok(DefaultDatabase::Secret { .. })
+    ));
+    assert_eq!(a.database_secret_namespaces, ["shared", "platform"]);
+    let bad = parse(&["--database-secret", "no-slash"]);
+    assert!(bad.database.default_database().is_err());
+}
+
+#[test]
+fn check_flags_parse() {
+    let all = [
+        "configmirror",
+        "check",
+        "--namespace",
+        "cm",
+        "--selector",
+        "app=x",
+        "--watch-namespace",
+        "a,b",
+        "--sharding",
+        "--timeout-seconds",
+        "30",
+    ];
+    let Command::Check(c) = Cli::try_parse_from(all).unwrap().command else {
+        panic!("not check")
+    };
+    assert_eq!(c.namespace, "cm");
+    assert_eq!(c.selector, "app=x");
+    assert_eq!(c.health_port, 8081);
+    assert_eq!(c.watch_namespace, ["a", "b"]);
+    assert!(c.sharding);
+    assert_eq!(c.timeout_seconds, 30);
+    assert!(Cli::try_parse_from(["configmirror", "check"]).is_err());
+}
+
+#[test]
+fn generated_member_names_are_unique_per_process() {
+    let a = parse(&[]);
+    assert_ne!(a.member(), a.member());
+}
