@@ -2,14 +2,18 @@
 //!
 //! Modules follow the design: `api` (the CRD), `plan` (pure planning),
 //! `reconcile` (the controller), `watches` (narrow caches), `scope` (which
-//! mirrors this process owns), `telemetry`, `config`, the run modes, `check`
-//! (what `helm test` runs) and `upgrade` (what runs before `helm upgrade`).
+//! mirrors this process owns), `shard` and `leader` (the mechanics of
+//! sharding and of the leader Lease), `mode` (the process modes, composed
+//! from them), `run` (the `run` command: telemetry, then a mode),
+//! `telemetry`, `config`, `check` (what `helm test` runs) and `upgrade`
+//! (what runs before `helm upgrade`).
 
 pub mod api;
 pub mod check;
 pub mod config;
 pub mod kubeclient;
 pub mod leader;
+pub(crate) mod mode;
 pub mod persistence;
 pub mod plan;
 pub mod reconcile;

@@ -12,7 +12,6 @@
 pub mod assign;
 pub mod coordinator;
 pub mod membership;
-pub mod mode;
 pub mod view;
 pub mod worker;
 
