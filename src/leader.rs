@@ -14,6 +14,7 @@ use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::kubeclient::WriteDeadline;
 use crate::telemetry::names;
@@ -104,13 +105,14 @@ pub async fn campaign(
     // Followed only when this Lease gates writes (not the coordinator's).
     let follower = deadline.clone().map(|deadline| {
         deadline.set(None);
-        tokio::spawn(follow(
+        let follow = follow(
             Api::namespaced(client, namespace),
             lease.to_string(),
             member.to_string(),
             margin,
             deadline,
-        ))
+        );
+        tokio::spawn(follow.instrument(tracing::info_span!("lease_deadline", lease)))
     });
     let (holding, task) = manager.watch().await;
     Ok(Leadership {

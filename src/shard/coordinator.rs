@@ -12,6 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
+use tracing::instrument;
 
 use super::Timing;
 use super::assign::{self, Role};
@@ -228,7 +229,7 @@ pub async fn lead(
         }
         let judge_dead = connected_since.is_some_and(|t| t.elapsed() >= timing.heartbeat * 3);
         let mut pause = timing.heartbeat;
-        match attempt(pool, epoch, index, timing, judge_dead).await {
+        match attempt(pool, holder, epoch, index, timing, judge_dead).await {
             Some(next_change) => {
                 connected_since.get_or_insert_with(Instant::now);
                 // Step again just after a member's role changes (by the
@@ -257,7 +258,7 @@ pub async fn lead(
                 // when it lost the Lease (it may have been paused mid-step)
                 // goes to the database once more and is refused there if a
                 // newer coordinator exists.
-                attempt(pool, epoch, index, timing, false).await;
+                attempt(pool, holder, epoch, index, timing, false).await;
                 return;
             }
         }
@@ -274,6 +275,7 @@ const PRUNE_BATCH: i64 = 5_000;
 
 /// Prunes assignment history and long-gone members, batch after batch,
 /// under this coordinator's epoch (a deposed one prunes nothing).
+#[instrument(name = "coordinator_prune", skip_all, fields(epoch = epoch))]
 pub async fn prune(pool: &PgPool, epoch: i64, retention: Duration) {
     let (mut history, mut members) = (0, 0);
     let result = loop {
@@ -308,9 +310,11 @@ pub async fn prune(pool: &PgPool, epoch: i64, retention: Duration) {
 
 /// One step, its outcome logged and counted; `None` when the database
 /// could not be reached, else when a member's role changes next (if one
-/// will, by the heartbeats read).
+/// will, by the heartbeats read). A round of its own in the logs.
+#[instrument(name = "coordinator_round", skip_all, fields(member = holder, epoch = epoch))]
 async fn attempt(
     pool: &PgPool,
+    holder: &str,
     epoch: i64,
     index: &MirrorIndex,
     timing: &Timing,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+use tracing::{Instrument, instrument};
 
 use super::membership::Membership;
 use super::view::Owned;
@@ -95,12 +96,14 @@ async fn refresh(
             timing.clone(),
             handing.clone(),
         );
-        tokio::spawn(async move {
+        let handover = async move {
             if let Err(e) = hand_over(&pool, &membership, &view, &timing, &row).await {
                 tracing::warn!(mirror = %row.mirror_uid, error = %e, "handover failed; retried on the next read");
             }
             handing.lock().unwrap().remove(&row.mirror_uid);
-        });
+        };
+        // In the task's span (which member), as the reads are.
+        tokio::spawn(handover.in_current_span());
     }
     Ok(held_for)
 }
@@ -143,6 +146,16 @@ fn sort(
 
 /// The old owner's part of a handover: no new reconcile starts (the mirror
 /// is released), the running one finishes, then the new owner is told.
+#[instrument(
+    name = "handover",
+    skip_all,
+    fields(
+        mirror = %row.mirror_uid,
+        from = %membership.name,
+        to = row.next_member.as_deref(),
+        epoch = row.epoch,
+    )
+)]
 async fn hand_over(
     pool: &PgPool,
     membership: &Membership,
