@@ -31,21 +31,31 @@ pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
+        LogFormat::Json => registry.with(json_layer(std::io::stderr)).try_init(),
         LogFormat::Text => registry
             .with(fmt::layer().with_writer(std::io::stderr))
             .try_init(),
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// One JSON object a line: the event's fields at the top level (where log
+/// queries and the tests look for them), the innermost span under `span`
+/// and every enclosing one, outermost first, under `spans`, so a line says
+/// which task wrote it (a member's heartbeats, a coordinator round, a
+/// handover) without repeating those fields in every event.
+fn json_layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(writer)
 }
 
 /// Installs the Prometheus recorder with explicit histogram buckets and
@@ -80,6 +90,44 @@ pub fn parse_bind_address(address: &str) -> Result<std::net::SocketAddr, Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Collects what the layer writes.
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_their_spans() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(json_layer(move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let task = tracing::info_span!("assignments", member = "m-0");
+            let _task = task.enter();
+            let handover = tracing::info_span!("handover", mirror = "uid-1", epoch = 7);
+            let _handover = handover.enter();
+            tracing::info!(seconds = 0.5, "handed over");
+        });
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(line["message"], "handed over", "{line}");
+        assert_eq!(line["seconds"], 0.5, "event fields stay at the top level");
+        assert_eq!(line["span"]["name"], "handover");
+        assert_eq!(line["span"]["mirror"], "uid-1");
+        assert_eq!(line["span"]["epoch"], 7);
+        assert_eq!(line["spans"][0]["name"], "assignments");
+        assert_eq!(line["spans"][0]["member"], "m-0");
+        assert_eq!(line["spans"][1]["name"], "handover");
+    }
 
     #[test]
     fn go_style_addresses_parse() {
