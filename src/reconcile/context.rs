@@ -1,21 +1,20 @@
 //! What every reconcile shares: the client, the caches, the policy, and the
 //! small bits of memory that keep the operator from repeating itself.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use kube::runtime::events::Recorder;
 
-use crate::api::ConfigMirrorStatus;
 use crate::persistence::Persistence;
-use crate::plan::{Holder, KnownConflicts, TargetPolicy, model::older};
+use crate::plan::TargetPolicy;
 use crate::scope::Scope;
 use crate::telemetry::liveness::Liveness;
 use crate::watches::{NamespaceCache, ReplicaCache, SourceCache};
 
 use super::apply::fair::{ReconcileSlots, WriteBudget};
+pub use super::state::Memory;
 
 /// Tunables of the controller, from the command line.
 #[derive(Debug, Clone)]
@@ -67,136 +66,8 @@ pub struct Context {
     pub slots: ReconcileSlots,
     /// Progress for /healthz.
     pub liveness: Arc<Liveness>,
+    /// One `MirrorState` per mirror (see `state`).
     pub memory: Memory,
-}
-
-/// (namespace, name) → who holds it and when we last looked.
-type ConflictMemory = HashMap<(String, String), (Holder, Instant)>;
-
-/// Per-mirror memory, keyed by mirror UID. Losing it (a restart) costs at
-/// most one extra read or a precondition failure, never a wrong write.
-#[derive(Default)]
-pub struct Memory {
-    failures: Mutex<HashMap<String, u32>>,
-    conflicts: Mutex<HashMap<String, ConflictMemory>>,
-    own_status: Mutex<HashMap<String, (String, ConfigMirrorStatus)>>,
-    own_finalizer: Mutex<HashMap<String, String>>,
-    conflict_counts: Mutex<HashMap<String, usize>>,
-    ready: Mutex<BTreeSet<String>>,
-}
-
-impl Memory {
-    /// Counts a failed reconcile; returns how many in a row.
-    pub fn failed(&self, uid: &str) -> u32 {
-        let mut f = self.failures.lock().unwrap();
-        let n = f.entry(uid.to_string()).or_default();
-        *n += 1;
-        *n
-    }
-
-    pub fn succeeded(&self, uid: &str) {
-        self.failures.lock().unwrap().remove(uid);
-    }
-
-    /// Conflicts found recently enough to be believed without looking again.
-    pub fn known_conflicts(&self, uid: &str, recheck: Duration) -> KnownConflicts {
-        let mut all = self.conflicts.lock().unwrap();
-        let Some(entries) = all.get_mut(uid) else {
-            return KnownConflicts::new();
-        };
-        entries.retain(|_, (_, seen)| seen.elapsed() < recheck);
-        entries
-            .iter()
-            .map(|(k, (h, _))| (k.clone(), h.clone()))
-            .collect()
-    }
-
-    pub fn remember_conflict(&self, uid: &str, namespace: &str, name: &str, holder: Holder) {
-        self.conflicts
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .insert(
-                (namespace.to_string(), name.to_string()),
-                (holder, Instant::now()),
-            );
-    }
-
-    /// The status this mirror has: ours if we wrote one the cache has not
-    /// caught up with yet, else the cached one.
-    pub fn current_status(
-        &self,
-        uid: &str,
-        cached_rv: &str,
-        cached: Option<&ConfigMirrorStatus>,
-    ) -> Option<ConfigMirrorStatus> {
-        let own = self.own_status.lock().unwrap();
-        match own.get(uid) {
-            Some((rv, status)) if older(cached_rv, rv) => Some(status.clone()),
-            _ => cached.cloned(),
-        }
-    }
-
-    pub fn wrote_status(&self, uid: &str, resource_version: String, status: ConfigMirrorStatus) {
-        self.own_status
-            .lock()
-            .unwrap()
-            .insert(uid.to_string(), (resource_version, status));
-    }
-
-    /// Whether we added the finalizer at a version the cache has not reached.
-    pub fn added_finalizer(&self, uid: &str, cached_rv: &str) -> bool {
-        self.own_finalizer
-            .lock()
-            .unwrap()
-            .get(uid)
-            .is_some_and(|rv| older(cached_rv, rv))
-    }
-
-    pub fn remember_finalizer(&self, uid: &str, resource_version: String) {
-        self.own_finalizer
-            .lock()
-            .unwrap()
-            .insert(uid.to_string(), resource_version);
-    }
-
-    /// Records this mirror's conflict count and readiness; returns the
-    /// totals over all mirrors for the gauges.
-    pub fn record_outcome(&self, uid: &str, conflicts: usize, ready: bool) -> (usize, usize) {
-        let mut counts = self.conflict_counts.lock().unwrap();
-        counts.insert(uid.to_string(), conflicts);
-        let mut r = self.ready.lock().unwrap();
-        if ready {
-            r.insert(uid.to_string());
-        } else {
-            r.remove(uid);
-        }
-        (counts.values().sum(), r.len())
-    }
-
-    /// Forgets mirrors that are gone (deleted without our finalizer).
-    pub fn retain(&self, live: &BTreeSet<String>) {
-        let mut gone: BTreeSet<String> = self.failures.lock().unwrap().keys().cloned().collect();
-        gone.extend(self.conflict_counts.lock().unwrap().keys().cloned());
-        gone.extend(self.own_status.lock().unwrap().keys().cloned());
-        for uid in gone.difference(live) {
-            self.forget(uid);
-        }
-    }
-
-    /// Forgets a deleted mirror.
-    pub fn forget(&self, uid: &str) -> (usize, usize) {
-        self.failures.lock().unwrap().remove(uid);
-        self.conflicts.lock().unwrap().remove(uid);
-        self.own_status.lock().unwrap().remove(uid);
-        self.own_finalizer.lock().unwrap().remove(uid);
-        let mut counts = self.conflict_counts.lock().unwrap();
-        counts.remove(uid);
-        let mut r = self.ready.lock().unwrap();
-        r.remove(uid);
-        (counts.values().sum(), r.len())
-    }
 }
 
 /// Exponential backoff with ±20 % jitter, so failing mirrors do not retry in
@@ -210,6 +81,8 @@ pub fn backoff(failures: u32, base: Duration, max: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -232,13 +105,5 @@ mod tests {
         }
         let samples: BTreeSet<u128> = (0..20).map(|_| backoff(3, base, max).as_millis()).collect();
         assert!(samples.len() > 1, "jitter varies the delay");
-    }
-
-    #[test]
-    fn known_conflicts_expire() {
-        let m = Memory::default();
-        m.remember_conflict("u", "dev", "cfg", Holder::Unmanaged);
-        assert_eq!(m.known_conflicts("u", Duration::from_secs(60)).len(), 1);
-        assert!(m.known_conflicts("u", Duration::ZERO).is_empty());
     }
 }

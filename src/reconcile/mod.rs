@@ -7,6 +7,7 @@ pub mod events;
 pub mod finalizer;
 pub mod owned_mirrors;
 pub mod persist;
+pub(crate) mod state;
 pub mod status;
 
 #[cfg(test)]
