@@ -89,7 +89,7 @@ pub async fn failures(ctx: &Context, mirror: &ConfigMirror, failures: &[Failure]
         f.op,
         f.namespace,
         f.name,
-        f.message
+        f.source
     );
     publish(
         ctx,

@@ -1,4 +1,5 @@
-//! The controller: read → pure plan → apply → status, per ConfigMirror.
+//! The controller: read → validate → plan → apply → persist → report, per
+//! ConfigMirror (`sync`), or the finalizer's cleanup of a deleted one.
 
 pub mod apply;
 pub mod context;
@@ -7,51 +8,52 @@ pub mod events;
 pub mod finalizer;
 pub mod owned_mirrors;
 pub mod persist;
+pub(crate) mod remote;
+mod report;
 pub(crate) mod state;
 pub mod status;
+mod sync;
 
+#[cfg(test)]
+mod fakes;
 #[cfg(test)]
 mod status_tests;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use tracing::instrument;
 
 pub use context::{Context, Settings};
+pub use report::ReportError;
+pub use sync::ReadError;
 
-use crate::api::{ConfigMirror, ConfigMirrorStatus, ShardStatus};
-use crate::plan::{self, MirrorIdentity, PlanInput};
+use crate::api::ConfigMirror;
+use crate::plan::MirrorIdentity;
 use crate::telemetry::names;
 
+/// Why a reconcile failed: the step's own error, with its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
     #[error(transparent)]
-    Watch(#[from] crate::watches::Error),
-    #[error("{failed} replica writes failed, first: {first}")]
-    SyncFailed { failed: usize, first: String },
-    #[error("{remaining} replicas could not be deleted yet, first: {first}")]
-    CleanupIncomplete { remaining: usize, first: String },
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error(transparent)]
+    Cleanup(#[from] finalizer::Error),
     #[error("the object has no {0}")]
     Incomplete(&'static str),
-    #[error("deleting the mirror's rows: {0}")]
-    Database(#[from] crate::store::Error),
 }
 
 impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
-            Error::Watch(e) => e.metric_label(),
-            Error::SyncFailed { .. } => "sync_failed",
-            Error::CleanupIncomplete { .. } => "cleanup_incomplete",
+            Error::Read(e) => e.metric_label(),
+            Error::Report(e) => e.metric_label(),
+            Error::Cleanup(e) => e.metric_label(),
             Error::Incomplete(_) => "incomplete",
-            Error::Database(_) => "database",
         }
     }
 }
@@ -68,19 +70,49 @@ fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
 }
 
+fn mirror_key(mirror: &ConfigMirror) -> String {
+    format!(
+        "{}/{}",
+        mirror.namespace().unwrap_or_default(),
+        mirror.name_any()
+    )
+}
+
+/// The shard member and the mirror's epoch there, for the span (none unsharded).
+fn shard_fields(ctx: &Context, mirror: &ConfigMirror) -> (Option<String>, Option<i64>) {
+    match ctx.scope.shard() {
+        Some(view) => (
+            Some(view.member.clone()),
+            mirror.uid().and_then(|uid| view.epoch(&uid)),
+        ),
+        None => (None, None),
+    }
+}
+
+#[instrument(name = "reconcile", skip_all, fields(
+    mirror = %mirror_key(&mirror),
+    generation = mirror.metadata.generation,
+    member = tracing::field::Empty,
+    epoch = tracing::field::Empty,
+))]
 pub async fn reconcile(mirror: Arc<ConfigMirror>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Owned, and registered as in flight (a drain waits for it).
     let Some(in_flight) = ctx.scope.begin(&mirror) else {
         tracing::debug!(mirror = %mirror.name_any(), "not owned here now; skipped");
         return Ok(Action::await_change());
     };
+    if let (Some(member), epoch) = shard_fields(&ctx, &mirror) {
+        let span = tracing::Span::current();
+        span.record("member", member.as_str());
+        span.record("epoch", epoch);
+    }
     let id = identity(&mirror)?;
     let started = Instant::now();
     let work = async {
         if mirror.metadata.deletion_timestamp.is_some() {
-            finalizer::cleanup(&ctx, &mirror, &id).await
+            Ok(finalizer::cleanup(&ctx, &mirror, &id).await?)
         } else {
-            sync(&ctx, &mirror, &id).await
+            sync::sync(&ctx, &mirror, &id).await
         }
     };
     // A drain (or a fence) ends the reconcile wherever it waits: it may
@@ -115,205 +147,8 @@ pub fn error_policy(mirror: Arc<ConfigMirror>, error: &Error, ctx: Arc<Context>)
         ctx.settings.backoff_max,
     );
     tracing::warn!(
-        mirror = %format!("{}/{}", mirror.namespace().unwrap_or_default(), mirror.name_any()),
+        mirror = %mirror_key(&mirror),
         error = %error, failures, retry_in = ?delay, "reconcile failed"
     );
     Action::requeue(delay)
-}
-
-fn shard_status(ctx: &Context, uid: &str) -> ShardStatus {
-    match ctx.scope.shard() {
-        Some(view) => ShardStatus {
-            member: view.member.clone(),
-            epoch: view.epoch(uid).unwrap_or(0),
-        },
-        None => ShardStatus {
-            member: "local".into(),
-            epoch: 0,
-        },
-    }
-}
-
-async fn sync(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Result<Action, Error> {
-    let rv = mirror.resource_version().unwrap_or_default();
-    let previous = ctx
-        .memory
-        .current_status(&id.uid, &rv, mirror.status.as_ref());
-    let generation = mirror.metadata.generation;
-
-    let spec = match plan::validate(&mirror.spec) {
-        Ok(spec) => spec,
-        Err(e) => {
-            let status = status::invalid_spec(
-                previous.as_ref(),
-                generation,
-                &e,
-                &now(),
-                shard_status(ctx, &id.uid),
-            );
-            finalizer::ensure(ctx, mirror, id).await?;
-            if write_status(ctx, mirror, id, previous.as_ref(), status).await? {
-                events::invalid_spec(ctx, mirror, &e).await;
-            }
-            ctx.memory.record_outcome(&id.uid, 0, false);
-            // Permanent: no retries until the spec (its generation) changes.
-            return Ok(Action::await_change());
-        }
-    };
-
-    // Read: sources from the namespace watch (started on first use), the rest from the caches.
-    // The finalizer (a write) and the source namespace's first list (a
-    // read) are independent: one round trip instead of two before the
-    // first replica. No replica is written before the finalizer is on.
-    // A sharded member caches only its own mirrors' replicas: load this
-    // one's (a list by label) the first time it reconciles it.
-    let (finalized, candidates, loaded) = tokio::join!(
-        finalizer::ensure(ctx, mirror, id),
-        ctx.sources
-            .sources(&spec.source_namespace, &spec.source_selector),
-        ctx.replicas.ensure_loaded(&ctx.client, &id.uid)
-    );
-    finalized?;
-    loaded?;
-    let candidates = candidates?;
-    let known = ctx
-        .memory
-        .known_conflicts(&id.uid, ctx.settings.conflict_recheck);
-    let plan = {
-        let replicas = ctx.replicas.read();
-        let namespaces = ctx.namespaces.read();
-        plan::plan(&PlanInput {
-            mirror: id,
-            spec: &spec,
-            candidates: &candidates,
-            replicas: &replicas,
-            namespaces: &namespaces,
-            policy: &ctx.settings.policy,
-            known_conflicts: &known,
-        })
-    };
-
-    // Apply.
-    let outcome = apply::apply(ctx, id, plan.actions.clone()).await;
-
-    // Persist: rows follow the sources; a database problem never blocks the above.
-    let now = now();
-    let persisted = persist::sync(
-        ctx,
-        mirror,
-        id,
-        &plan.sources,
-        previous.as_ref().and_then(|p| p.database_status.as_ref()),
-        &now,
-    );
-    let database_retry = persisted.as_ref().and_then(|p| p.retry);
-
-    // Status, and events for what is new.
-    let status = status::build(&status::StatusInput {
-        generation,
-        previous: previous.as_ref(),
-        plan: &plan,
-        outcome: &outcome,
-        now,
-        shard: shard_status(ctx, &id.uid),
-        database: persisted.map(|p| (p.condition, p.status)),
-    });
-    let ready = status::is_ready(&status);
-    let conflicts = status.conflicts as usize;
-    let known_before: Vec<(String, String)> = previous
-        .iter()
-        .flat_map(|p| p.problems.iter().filter(|p| p.reason == "Conflict"))
-        .map(|p| (p.namespace.clone(), p.name.clone()))
-        .collect();
-    write_status(ctx, mirror, id, previous.as_ref(), status).await?;
-    let (total_conflicts, total_ready) = ctx.memory.record_outcome(&id.uid, conflicts, ready);
-    metrics::gauge!(names::REPLICA_CONFLICTS).set(total_conflicts as f64);
-    metrics::gauge!(names::MIRRORS_READY).set(total_ready as f64);
-
-    let new_conflicts: Vec<_> = plan
-        .conflicts
-        .iter()
-        .chain(&outcome.conflicts)
-        .filter(|c| !known_before.contains(&(c.namespace.clone(), c.name.clone())))
-        .collect();
-    if !new_conflicts.is_empty() {
-        metrics::counter!(names::CONFLICTS_DETECTED).increment(new_conflicts.len() as u64);
-        events::conflicts(ctx, mirror, &new_conflicts).await;
-    }
-    let creates = outcome.written.len();
-    if creates > 0 {
-        let namespaces: std::collections::BTreeSet<&str> =
-            outcome.written.iter().map(|(_, ns)| ns.as_str()).collect();
-        events::created(ctx, mirror, creates, namespaces.len()).await;
-    }
-    if !outcome.deleted.is_empty() {
-        events::replicas_deleted(ctx, mirror, &outcome.deleted).await;
-    }
-    if !outcome.failures.is_empty() {
-        events::failures(ctx, mirror, &outcome.failures).await;
-        return Err(Error::SyncFailed {
-            failed: outcome.failures.len(),
-            first: outcome.failures[0].message.clone(),
-        });
-    }
-    tracing::debug!(
-        mirror = %id.key(), sources = plan.sources.len(), targets = plan.targets.count(),
-        written = outcome.written.len(), deleted = outcome.deleted.len(), conflicts, stale = outcome.stale,
-        "reconciled"
-    );
-    let mut next = if outcome.stale > 0 {
-        // Our view was behind; the watch is catching up. Look again soon.
-        Duration::from_secs(1)
-    } else if conflicts > 0 {
-        ctx.settings.conflict_recheck
-    } else {
-        ctx.settings.resync
-    };
-    if let Some(retry) = database_retry {
-        next = next.min(retry);
-    }
-    Ok(Action::requeue(next))
-}
-
-/// Writes status with server-side apply, only when its content changed.
-/// Returns whether it wrote.
-async fn write_status(
-    ctx: &Context,
-    mirror: &ConfigMirror,
-    id: &MirrorIdentity,
-    previous: Option<&ConfigMirrorStatus>,
-    status: ConfigMirrorStatus,
-) -> Result<bool, Error> {
-    if previous == Some(&status) {
-        return Ok(false);
-    }
-    // The same rule as replica writes: a member that may no longer write
-    // this mirror leaves its status to the new owner.
-    if !ctx.scope.may_write(&id.uid) {
-        return Ok(false);
-    }
-    let api: Api<ConfigMirror> = Api::namespaced(ctx.client.clone(), &id.namespace);
-    let patch = json!({
-        "apiVersion": "mirror.configmirror.io/v1alpha1",
-        "kind": "ConfigMirror",
-        "metadata": {"name": id.name},
-        "status": status,
-    });
-    let params = PatchParams::apply(apply::FIELD_MANAGER).force();
-    let written = match api
-        .patch_status(&mirror.name_any(), &params, &Patch::Apply(&patch))
-        .await
-    {
-        Ok(written) => written,
-        // Refused by the client's write deadline (the lease ran out while
-        // it waited to leave): left to whoever may write now.
-        Err(_) if !ctx.scope.may_write(&id.uid) => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    ctx.memory.wrote_status(
-        &id.uid,
-        written.resource_version().unwrap_or_default(),
-        status,
-    );
-    Ok(true)
 }

@@ -11,8 +11,28 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::Context;
 use super::status::DATABASE_SYNCED;
 use crate::api::{ConfigMirror, DatabaseStatus};
-use crate::persistence::{Job, Outcome, Report, Work};
+use tracing::instrument;
+
+use crate::persistence::{Job, Outcome, Persistence, Report, Work};
 use crate::plan::{MirrorIdentity, SourceConfigMap};
+
+/// The persistence queue as the reconcile sees it: jobs go in, a report
+/// of the last one comes out. Nothing here waits for a database.
+pub(crate) trait RowQueue {
+    /// Queues a job (replacing a queued one of the same mirror).
+    fn submit(&self, job: Job);
+    fn report(&self, uid: &str) -> Report;
+}
+
+impl RowQueue for Arc<Persistence> {
+    fn submit(&self, job: Job) {
+        Persistence::submit(self, job);
+    }
+
+    fn report(&self, uid: &str) -> Report {
+        Persistence::report(self, uid)
+    }
+}
 
 /// What the database step yields for status, and when to try again.
 pub struct Persisted {
@@ -45,6 +65,7 @@ fn condition(
 
 /// Queues the mirror's rows and returns what status should say now; `None`
 /// when persistence is off for it.
+#[instrument(level = "debug", skip_all)]
 pub fn sync(
     ctx: &Context,
     mirror: &ConfigMirror,
@@ -53,21 +74,38 @@ pub fn sync(
     previous: Option<&DatabaseStatus>,
     now: &Time,
 ) -> Option<Persisted> {
-    ctx.persistence.submit(Job {
+    let job = Job {
         mirror: id.clone(),
         database: mirror.spec.database.clone(),
         work: Work::Sync(sources.to_vec()),
         fence: ctx.scope.fence(&id.uid),
         lease: ctx.scope.lease().cloned(),
-    });
-    let report = ctx.persistence.report(&id.uid);
-    from_report(
-        &report,
-        sources.len(),
+    };
+    queue(
+        &ctx.persistence,
+        job,
         mirror.metadata.generation,
         previous,
         now,
     )
+}
+
+/// Hands `job` to the queue and reads back what status should say.
+pub(crate) fn queue(
+    queue: &impl RowQueue,
+    job: Job,
+    generation: Option<i64>,
+    previous: Option<&DatabaseStatus>,
+    now: &Time,
+) -> Option<Persisted> {
+    let uid = job.mirror.uid.clone();
+    let sources = match &job.work {
+        Work::Sync(sources) => sources.len(),
+        Work::DeleteAll => 0,
+    };
+    queue.submit(job);
+    let report = queue.report(&uid);
+    from_report(&report, sources, generation, previous, now)
 }
 
 /// Status from the queue's report. Before the first job ends there is no
@@ -124,29 +162,43 @@ pub fn from_report(
             })
         }
         Some(Outcome::Failed { error, failures }) => {
-            let retry = if error.transient() {
-                super::context::backoff(*failures, Duration::from_secs(1), Duration::from_secs(120))
-            } else {
-                // Someone has to fix a secret or a setting; look again now and then.
-                Duration::from_secs(60)
-            };
-            let message =
-                format!("{error}. Replicas are still written; rows catch up once this is fixed.");
-            Some(Persisted {
-                condition: condition(
-                    Some(false),
-                    error.reason(),
-                    message.clone(),
-                    generation,
-                    now,
-                ),
-                status: DatabaseStatus {
-                    connected: false,
-                    last_sync_time: last_sync,
-                    message: Some(message),
-                },
-                retry: Some(retry),
-            })
+            Some(failed(error, *failures, last_sync, generation, now))
         }
     }
 }
+
+/// The last job failed: say why, and retry sooner when it may pass by itself.
+fn failed(
+    error: &crate::store::Error,
+    failures: u32,
+    last_sync: Option<Time>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Persisted {
+    let retry = if error.transient() {
+        super::context::backoff(failures, Duration::from_secs(1), Duration::from_secs(120))
+    } else {
+        // Someone has to fix a secret or a setting; look again now and then.
+        Duration::from_secs(60)
+    };
+    let message = format!("{error}. Replicas are still written; rows catch up once this is fixed.");
+    Persisted {
+        condition: condition(
+            Some(false),
+            error.reason(),
+            message.clone(),
+            generation,
+            now,
+        ),
+        status: DatabaseStatus {
+            connected: false,
+            last_sync_time: last_sync,
+            message: Some(message),
+        },
+        retry: Some(retry),
+    }
+}
+
+#[cfg(test)]
+#[path = "persist_tests.rs"]
+mod tests;

@@ -17,6 +17,68 @@ pub const READY: &str = "Ready";
 pub const CONFLICT: &str = "Conflict";
 pub const DATABASE_SYNCED: &str = "DatabaseSynced";
 
+/// Why a replica is listed in `status.problems`: the typed reasons, so
+/// what status wrote is read back by reason, never by matching a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemReason {
+    WriteFailed,
+    Conflict,
+    NamespaceMissing,
+    /// The list was cut at `MAX_PROBLEMS`.
+    More,
+}
+
+impl ProblemReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProblemReason::WriteFailed => "WriteFailed",
+            ProblemReason::Conflict => "Conflict",
+            ProblemReason::NamespaceMissing => "NamespaceMissing",
+            ProblemReason::More => "More",
+        }
+    }
+
+    pub fn of(problem: &Problem) -> Option<Self> {
+        [
+            ProblemReason::WriteFailed,
+            ProblemReason::Conflict,
+            ProblemReason::NamespaceMissing,
+            ProblemReason::More,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == problem.reason)
+    }
+
+    fn problem(self, namespace: &str, name: &str, message: String) -> Problem {
+        Problem {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            reason: self.as_str().into(),
+            message,
+        }
+    }
+}
+
+/// The conflicts of this pass that the previous status did not list: the
+/// ones worth an event.
+pub fn new_conflicts<'a>(
+    previous: Option<&ConfigMirrorStatus>,
+    plan: &'a ReplicaPlan,
+    outcome: &'a Outcome,
+) -> Vec<&'a Conflict> {
+    let known: BTreeSet<(&str, &str)> = previous
+        .iter()
+        .flat_map(|p| &p.problems)
+        .filter(|p| ProblemReason::of(p) == Some(ProblemReason::Conflict))
+        .map(|p| (p.namespace.as_str(), p.name.as_str()))
+        .collect();
+    plan.conflicts
+        .iter()
+        .chain(&outcome.conflicts)
+        .filter(|c| !known.contains(&(c.namespace.as_str(), c.name.as_str())))
+        .collect()
+}
+
 pub struct StatusInput<'a> {
     pub generation: Option<i64>,
     pub previous: Option<&'a ConfigMirrorStatus>,
@@ -82,48 +144,35 @@ pub fn describe_conflict(c: &Conflict) -> String {
 fn problems(plan: &ReplicaPlan, outcome: &Outcome) -> Vec<Problem> {
     let mut all: Vec<Problem> = Vec::new();
     for f in &outcome.failures {
-        all.push(Problem {
-            namespace: f.namespace.clone(),
-            name: f.name.clone(),
-            reason: "WriteFailed".into(),
-            message: format!("{} failed: {}", f.op, f.message),
-        });
+        let message = format!("{} failed: {}", f.op, f.source);
+        all.push(ProblemReason::WriteFailed.problem(&f.namespace, &f.name, message));
     }
     for c in plan.conflicts.iter().chain(&outcome.conflicts) {
-        all.push(Problem {
-            namespace: c.namespace.clone(),
-            name: c.name.clone(),
-            reason: "Conflict".into(),
-            message: describe_conflict(c),
-        });
+        all.push(ProblemReason::Conflict.problem(&c.namespace, &c.name, describe_conflict(c)));
     }
     for ns in &plan.targets.missing {
-        all.push(Problem {
-            namespace: ns.clone(),
-            name: String::new(),
-            reason: "NamespaceMissing".into(),
-            message: format!(
-                "target namespace {ns} does not exist; its replicas are created when it appears"
-            ),
-        });
+        let message = format!(
+            "target namespace {ns} does not exist; its replicas are created when it appears"
+        );
+        all.push(ProblemReason::NamespaceMissing.problem(ns, "", message));
     }
     all.sort();
     all.dedup();
     if all.len() > MAX_PROBLEMS {
         let more = all.len() - (MAX_PROBLEMS - 1);
         all.truncate(MAX_PROBLEMS - 1);
-        all.push(Problem {
-            namespace: String::new(),
-            name: String::new(),
-            reason: "More".into(),
-            message: format!("and {more} more problems not listed"),
-        });
+        let message = format!("and {more} more problems not listed");
+        all.push(ProblemReason::More.problem("", "", message));
     }
     all
 }
 
-pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
-    let (plan, outcome) = (input.plan, input.outcome);
+/// Per source name, the namespaces holding an in-sync replica after this
+/// pass, and the sources written in it.
+fn in_sync<'a>(
+    plan: &'a ReplicaPlan,
+    outcome: &'a Outcome,
+) -> (BTreeMap<&'a str, BTreeSet<&'a str>>, BTreeSet<&'a str>) {
     let mut in_sync: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (source, namespaces) in &plan.in_sync {
         in_sync
@@ -136,10 +185,14 @@ pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
         in_sync.entry(source).or_default().insert(namespace);
         written_sources.insert(source);
     }
-    let replicas: usize = in_sync.values().map(BTreeSet::len).sum();
-    let conflicts = plan.conflicts.len() + outcome.conflicts.len();
-    let wanted = plan.sources.len() * plan.targets.present.len();
+    (in_sync, written_sources)
+}
 
+fn replicated(
+    input: &StatusInput<'_>,
+    in_sync: &BTreeMap<&str, BTreeSet<&str>>,
+    written_sources: &BTreeSet<&str>,
+) -> Vec<ReplicatedConfigMap> {
     let previous_entries: BTreeMap<(&str, &str), &ReplicatedConfigMap> = input
         .previous
         .map(|p| {
@@ -149,60 +202,59 @@ pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
                 .collect()
         })
         .unwrap_or_default();
-    let replicated = plan
-        .sources
-        .iter()
-        .take(MAX_REPLICATED_CONFIGMAPS)
-        .map(|s| {
-            let targets = in_sync.get(s.name.as_str());
-            let previous = previous_entries.get(&(s.namespace.as_str(), s.name.as_str()));
-            let last_sync_time = if written_sources.contains(s.name.as_str()) {
-                Some(input.now.clone())
-            } else {
-                previous
-                    .and_then(|p| p.last_sync_time.clone())
-                    .or_else(|| Some(input.now.clone()))
-            };
-            ReplicatedConfigMap {
-                name: s.name.clone(),
-                source_namespace: s.namespace.clone(),
-                targets: targets
-                    .map(|t| {
-                        t.iter()
-                            .take(MAX_TARGETS_PER_ENTRY)
-                            .map(|n| n.to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                target_count: targets.map_or(0, |t| t.len() as i32),
-                last_sync_time,
-            }
-        })
-        .collect();
+    let entry = |s: &crate::plan::SourceConfigMap| {
+        let targets = in_sync.get(s.name.as_str());
+        let previous = previous_entries.get(&(s.namespace.as_str(), s.name.as_str()));
+        let last_sync_time = if written_sources.contains(s.name.as_str()) {
+            Some(input.now.clone())
+        } else {
+            previous
+                .and_then(|p| p.last_sync_time.clone())
+                .or_else(|| Some(input.now.clone()))
+        };
+        ReplicatedConfigMap {
+            name: s.name.clone(),
+            source_namespace: s.namespace.clone(),
+            targets: targets
+                .map(|t| {
+                    t.iter()
+                        .take(MAX_TARGETS_PER_ENTRY)
+                        .map(|n| n.to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            target_count: targets.map_or(0, |t| t.len() as i32),
+            last_sync_time,
+        }
+    };
+    let sources = input.plan.sources.iter().take(MAX_REPLICATED_CONFIGMAPS);
+    sources.map(|s| entry(s)).collect()
+}
 
-    let generation = input.generation;
-    let (ready, reason, message) = if !outcome.failures.is_empty() {
-        let f = &outcome.failures[0];
-        (
-            false,
-            "WriteFailed",
-            format!(
-                "{} replica writes failed (first: {} {}/{}: {}); retrying with backoff",
-                outcome.failures.len(),
-                f.op,
-                f.namespace,
-                f.name,
-                f.message
-            ),
-        )
+/// The Ready condition's (status, reason, message): the first of failed
+/// writes, conflicts, missing namespaces, progress, in that order.
+fn readiness(
+    plan: &ReplicaPlan,
+    outcome: &Outcome,
+    replicas: usize,
+    conflicts: usize,
+) -> (bool, &'static str, String) {
+    let wanted = plan.sources.len() * plan.targets.present.len();
+    if let Some(f) = outcome.failures.first() {
+        let message = format!(
+            "{} replica writes failed (first: {} {}/{}: {}); retrying with backoff",
+            outcome.failures.len(),
+            f.op,
+            f.namespace,
+            f.name,
+            f.source
+        );
+        (false, ProblemReason::WriteFailed.as_str(), message)
     } else if conflicts > 0 {
-        (
-            false,
-            "Conflict",
-            format!(
-                "{conflicts} of {wanted} replicas are blocked by ConfigMaps this mirror does not own; see status.problems"
-            ),
-        )
+        let message = format!(
+            "{conflicts} of {wanted} replicas are blocked by ConfigMaps this mirror does not own; see status.problems"
+        );
+        (false, ProblemReason::Conflict.as_str(), message)
     } else if !plan.targets.missing.is_empty() {
         let missing: Vec<&str> = plan
             .targets
@@ -211,53 +263,48 @@ pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
             .map(String::as_str)
             .take(5)
             .collect();
-        (
-            false,
-            "NamespaceMissing",
-            format!(
-                "{} target namespaces do not exist yet ({}); they are filled when they appear",
-                plan.targets.missing.len(),
-                missing.join(", ")
-            ),
-        )
+        let message = format!(
+            "{} target namespaces do not exist yet ({}); they are filled when they appear",
+            plan.targets.missing.len(),
+            missing.join(", ")
+        );
+        (false, ProblemReason::NamespaceMissing.as_str(), message)
     } else if replicas < wanted {
-        (
-            false,
-            "Progressing",
-            format!("{replicas} of {wanted} replicas in sync"),
-        )
+        let message = format!("{replicas} of {wanted} replicas in sync");
+        (false, "Progressing", message)
     } else {
-        (
-            true,
-            "Synced",
-            format!(
-                "{replicas} replicas of {} sources in sync across {} namespaces",
-                plan.sources.len(),
-                plan.targets.present.len()
-            ),
-        )
-    };
+        let message = format!(
+            "{replicas} replicas of {} sources in sync across {} namespaces",
+            plan.sources.len(),
+            plan.targets.present.len()
+        );
+        (true, "Synced", message)
+    }
+}
+
+fn conflict_condition(conflicts: usize, generation: Option<i64>) -> Condition {
+    if conflicts > 0 {
+        let message =
+            format!("{conflicts} replica names are held by ConfigMaps this mirror does not own");
+        condition(CONFLICT, true, "ReplicaConflict", message, generation)
+    } else {
+        let message = "no replica name is held by anyone else".into();
+        condition(CONFLICT, false, "NoConflict", message, generation)
+    }
+}
+
+/// The whole status of a pass, from the plan and what applying it did:
+/// the one place conditions are built.
+pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
+    let (plan, outcome) = (input.plan, input.outcome);
+    let (in_sync, written_sources) = in_sync(plan, outcome);
+    let replicas: usize = in_sync.values().map(BTreeSet::len).sum();
+    let conflicts = plan.conflicts.len() + outcome.conflicts.len();
+    let generation = input.generation;
+    let (ready, reason, message) = readiness(plan, outcome, replicas, conflicts);
     let mut conditions = vec![
         condition(READY, ready, reason, message, generation),
-        if conflicts > 0 {
-            condition(
-                CONFLICT,
-                true,
-                "ReplicaConflict",
-                format!(
-                    "{conflicts} replica names are held by ConfigMaps this mirror does not own"
-                ),
-                generation,
-            )
-        } else {
-            condition(
-                CONFLICT,
-                false,
-                "NoConflict",
-                "no replica name is held by anyone else".into(),
-                generation,
-            )
-        },
+        conflict_condition(conflicts, generation),
     ];
     let database_status = input.database.as_ref().map(|(c, d)| {
         conditions.push(c.clone());
@@ -273,7 +320,7 @@ pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
         replicas: replicas as i32,
         conflicts: conflicts as i32,
         problems: problems(plan, outcome),
-        replicated_config_maps: replicated,
+        replicated_config_maps: replicated(input, &in_sync, &written_sources),
         database_status,
         shard: Some(input.shard.clone()),
     }

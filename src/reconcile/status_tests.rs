@@ -161,7 +161,7 @@ fn conflicts_missing_namespaces_and_failures_make_it_not_ready() {
             namespace: "b".into(),
             name: "cfg".into(),
             op: "update",
-            message: "boom".into(),
+            source: kube::Error::Api(kube::core::Status::failure("boom", "InternalError").boxed()),
         }],
         ..Default::default()
     };

@@ -3,41 +3,55 @@
 
 mod rows;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use tracing::instrument;
 
-use super::apply::{self, FIELD_MANAGER};
+use super::apply::{self, Failure};
 use super::context::Context;
-use super::{Error, events};
+use super::events;
+use super::remote::MirrorApi;
+use super::state::Memory;
 use crate::api::{ConfigMirror, keys};
-use crate::plan::{self, MirrorIdentity, ReplicaMeta};
+use crate::plan::{self, MirrorIdentity};
+
+/// Why a deleted mirror's cleanup is not done yet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{remaining} replicas could not be deleted yet, first: {}", first_cause(.first))]
+    CleanupIncomplete {
+        remaining: usize,
+        /// The first failed delete; none when they only raced a change.
+        #[source]
+        first: Option<Box<Failure>>,
+    },
+}
+
+fn first_cause(first: &Option<Box<Failure>>) -> String {
+    match first {
+        Some(f) => f.source.to_string(),
+        None => "changed while deleting".into(),
+    }
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::CleanupIncomplete { .. } => "cleanup_incomplete",
+        }
+    }
+}
 
 fn has_finalizer(mirror: &ConfigMirror) -> bool {
     mirror.finalizers().iter().any(|f| f == keys::FINALIZER)
-}
-
-/// Merge patch of the finalizer list, guarded by the resourceVersion we
-/// read it at, so a concurrent change makes us re-read instead of clobber.
-async fn set_finalizers(
-    ctx: &Context,
-    mirror: &ConfigMirror,
-    finalizers: Vec<String>,
-) -> Result<ConfigMirror, Error> {
-    let api: Api<ConfigMirror> =
-        Api::namespaced(ctx.client.clone(), &mirror.namespace().unwrap_or_default());
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": mirror.resource_version()}});
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    Ok(api
-        .patch(&mirror.name_any(), &params, &Patch::Merge(&patch))
-        .await?)
 }
 
 /// Adds the finalizer unless the mirror (or our own recent write) has it.
@@ -45,25 +59,48 @@ pub async fn ensure(
     ctx: &Context,
     mirror: &ConfigMirror,
     id: &MirrorIdentity,
-) -> Result<(), Error> {
-    if has_finalizer(mirror)
-        || ctx
-            .memory
-            .added_finalizer(&id.uid, &mirror.resource_version().unwrap_or_default())
-    {
+) -> Result<(), kube::Error> {
+    ensure_with(&ctx.client, &ctx.memory, mirror, id).await
+}
+
+pub(crate) async fn ensure_with(
+    api: &impl MirrorApi,
+    memory: &Memory,
+    mirror: &ConfigMirror,
+    id: &MirrorIdentity,
+) -> Result<(), kube::Error> {
+    let cached_rv = mirror.resource_version().unwrap_or_default();
+    if has_finalizer(mirror) || memory.added_finalizer(&id.uid, &cached_rv) {
         return Ok(());
     }
     let mut finalizers = mirror.finalizers().to_vec();
     finalizers.push(keys::FINALIZER.into());
-    let patched = set_finalizers(ctx, mirror, finalizers).await?;
-    ctx.memory
-        .remember_finalizer(&id.uid, patched.resource_version().unwrap_or_default());
+    let patched = api.patch_finalizers(mirror, finalizers).await?;
+    memory.remember_finalizer(&id.uid, patched.resource_version().unwrap_or_default());
     Ok(())
+}
+
+/// Takes our finalizer off (the guard of `patch_finalizers` makes a
+/// concurrent change re-read instead of clobber).
+pub(crate) async fn release(api: &impl MirrorApi, mirror: &ConfigMirror) -> Result<(), Error> {
+    let remaining: Vec<String> = mirror
+        .finalizers()
+        .iter()
+        .filter(|f| *f != keys::FINALIZER)
+        .cloned()
+        .collect();
+    match api.patch_finalizers(mirror, remaining).await {
+        Ok(_) => Ok(()),
+        // Already gone: an earlier pass let it go and the cache lagged.
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes every replica of a mirror being deleted, then lets it go.
 /// Replicas are listed from the API by label (not from the cache, not from
 /// status), so even ones created a moment ago are found.
+#[instrument(level = "debug", skip_all)]
 pub async fn cleanup(
     ctx: &Context,
     mirror: &ConfigMirror,
@@ -73,30 +110,17 @@ pub async fn cleanup(
         ctx.memory.forget(&id.uid);
         return Ok(Action::await_change());
     }
-    let api: Api<ConfigMap> = Api::all(ctx.client.clone());
-    let selector = format!("{}={}", keys::MIRROR_UID, id.uid);
-    let listed = api
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await?;
-    let replicas: Vec<ReplicaMeta> = listed
-        .items
-        .iter()
-        .map(|m| ReplicaMeta::from_parts(&m.metadata, String::new(), false))
-        .collect();
+    let replicas = ctx.client.list_replicas(&id.uid).await?;
     let actions = plan::plan_cleanup(id, &replicas);
-    let outcome = apply::apply(ctx, id, actions).await;
+    let mut outcome = apply::apply(ctx, id, actions).await;
     if !outcome.deleted.is_empty() {
         events::replicas_deleted(ctx, mirror, &outcome.deleted).await;
     }
     if !outcome.failures.is_empty() || outcome.stale > 0 {
-        return Err(Error::CleanupIncomplete {
-            remaining: outcome.failures.len() + outcome.stale,
-            first: outcome
-                .failures
-                .first()
-                .map(|f| f.message.clone())
-                .unwrap_or_else(|| "changed while deleting".into()),
-        });
+        let remaining = outcome.failures.len() + outcome.stale;
+        let first =
+            (!outcome.failures.is_empty()).then(|| Box::new(outcome.failures.swap_remove(0)));
+        return Err(Error::CleanupIncomplete { remaining, first });
     }
     // The rows go too (their deletions recorded), through the persistence
     // queue: a finalizer never waits on a database, and a database that
@@ -105,19 +129,7 @@ pub async fn cleanup(
         // The queue reconciles the mirror again when the deletion ends.
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    let remaining: Vec<String> = mirror
-        .finalizers()
-        .iter()
-        .filter(|f| *f != keys::FINALIZER)
-        .cloned()
-        .collect();
-    match set_finalizers(ctx, mirror, remaining).await {
-        // Already gone: an earlier pass let it go and the cache lagged.
-        Err(Error::Kube(kube::Error::Api(s))) if s.is_not_found() => {}
-        other => {
-            other?;
-        }
-    }
+    release(&ctx.client, mirror).await?;
     ctx.memory.forget(&id.uid);
     tracing::info!(mirror = %id.key(), replicas = outcome.deleted.len(), "mirror deleted, replicas removed");
     Ok(Action::await_change())

@@ -10,39 +10,80 @@ use kube::runtime::events::EventType;
 use super::super::context::Context;
 use super::super::events;
 use crate::api::ConfigMirror;
-use crate::persistence::{Job, Outcome, Work};
+use crate::persistence::{Job, Outcome, Report, Work};
 use crate::plan::MirrorIdentity;
 use crate::store;
 use crate::telemetry::names;
+
+/// Where a deleted mirror's rows stand, from the queue's report.
+#[derive(Debug, PartialEq)]
+pub(super) enum Rows<'a> {
+    Deleted {
+        database: &'a str,
+        rows: u64,
+    },
+    /// Persistence is off for the mirror: nothing to delete.
+    Off,
+    /// The deletion failed for good: record the rows as orphaned.
+    Orphaned(&'a store::Error),
+    /// Not dealt with yet; `submit`: start (or restart) the deletion.
+    Pending {
+        submit: bool,
+    },
+}
+
+pub(super) fn decide<'a>(report: &'a Report, gives_up: impl Fn(&store::Error) -> bool) -> Rows<'a> {
+    if report.deleting && !report.busy {
+        match &report.outcome {
+            Some(Outcome::Deleted { database, rows }) => {
+                return Rows::Deleted {
+                    database,
+                    rows: *rows,
+                };
+            }
+            Some(Outcome::Off) => return Rows::Off,
+            Some(Outcome::Failed { error, .. }) if gives_up(error) => {
+                return Rows::Orphaned(error);
+            }
+            _ => {}
+        }
+    }
+    Rows::Pending {
+        submit: !report.busy,
+    }
+}
 
 /// Whether the rows are dealt with (deleted, never there, or orphaned), so
 /// the finalizer may go. Starts the deletion when it is not running.
 pub async fn released(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> bool {
     let report = ctx.persistence.report(&id.uid);
-    if report.deleting && !report.busy {
-        match &report.outcome {
-            Some(Outcome::Deleted { database, rows }) => {
-                tracing::info!(mirror = %id.key(), %database, rows, "rows deleted");
-                return true;
+    match decide(&report, |error| gives_up(ctx, mirror, error)) {
+        Rows::Deleted { database, rows } => {
+            tracing::info!(mirror = %id.key(), %database, rows, "rows deleted");
+            true
+        }
+        Rows::Off => true,
+        Rows::Orphaned(error) => {
+            orphan(ctx, mirror, id, error).await;
+            true
+        }
+        Rows::Pending { submit } => {
+            if submit {
+                ctx.persistence.submit(delete_job(ctx, mirror, id));
             }
-            Some(Outcome::Off) => return true,
-            Some(Outcome::Failed { error, .. }) if gives_up(ctx, mirror, error) => {
-                orphan(ctx, mirror, id, error).await;
-                return true;
-            }
-            _ => {}
+            false
         }
     }
-    if !report.busy {
-        ctx.persistence.submit(Job {
-            mirror: id.clone(),
-            database: mirror.spec.database.clone(),
-            work: Work::DeleteAll,
-            fence: ctx.scope.fence(&id.uid),
-            lease: ctx.scope.lease().cloned(),
-        });
+}
+
+fn delete_job(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> Job {
+    Job {
+        mirror: id.clone(),
+        database: mirror.spec.database.clone(),
+        work: Work::DeleteAll,
+        fence: ctx.scope.fence(&id.uid),
+        lease: ctx.scope.lease().cloned(),
     }
-    false
 }
 
 /// When a failed deletion stops being retried.
