@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use kube::api::PartialObjectMeta;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -152,47 +150,70 @@ pub async fn watch_mirrors(
     changed: watch::Sender<u64>,
     synced: watch::Sender<bool>,
 ) {
-    let api: Api<PartialObjectMeta<ConfigMirror>> = match scope.single_namespace() {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    };
-    let in_scope = |m: &PartialObjectMeta<ConfigMirror>| {
-        scope.in_namespace_scope(&m.namespace().unwrap_or_default())
-    };
-    let mut events = watcher(api, crate::watches::watch_config())
-        .default_backoff()
-        .boxed();
-    let mut buffer = HashMap::new();
-    while let Some(event) = crate::watches::next_event(&mut events, "coordinator mirrors").await {
-        let key =
-            |m: &PartialObjectMeta<ConfigMirror>| (m.namespace().unwrap_or_default(), m.name_any());
-        match event {
-            watcher::Event::Init => buffer.clear(),
-            watcher::Event::InitApply(m) => {
-                if let (Some(uid), true) = (m.uid(), in_scope(&m)) {
-                    buffer.insert(uid, key(&m));
-                }
+    type Mirror = PartialObjectMeta<ConfigMirror>;
+    /// Every complete list ticks `changed`, the first too: the coordinator
+    /// waits for it to plan at all.
+    struct Feed {
+        scope: crate::scope::Scope,
+        index: MirrorIndex,
+        changed: watch::Sender<u64>,
+    }
+    impl Feed {
+        /// UID → (namespace, name) of a mirror in scope.
+        fn entry(&self, m: &Mirror) -> Option<(String, (String, String))> {
+            let namespace = m.namespace().unwrap_or_default();
+            let uid = m
+                .uid()
+                .filter(|_| self.scope.in_namespace_scope(&namespace))?;
+            Some((uid, (namespace, m.name_any())))
+        }
+        fn tick(&self) {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+    impl crate::watches::Cache for Feed {
+        type Object = Mirror;
+        type List = HashMap<String, (String, String)>;
+        type Changes = ();
+        fn list(&self, list: &mut Self::List, m: Mirror) {
+            list.extend(self.entry(&m));
+        }
+        async fn replace(&self, fresh: Self::List) {
+            *self.index.write().unwrap() = fresh;
+        }
+        fn relisted(&self, (): (), _first: bool) {
+            self.tick();
+        }
+        fn apply(&self, m: Mirror) {
+            if let Some((uid, entry)) = self.entry(&m)
+                && self.index.write().unwrap().insert(uid, entry).is_none()
+            {
+                self.tick();
             }
-            watcher::Event::InitDone => {
-                *index.write().unwrap() = std::mem::take(&mut buffer);
-                synced.send_replace(true);
-                changed.send_modify(|n| *n += 1);
-            }
-            watcher::Event::Apply(m) => {
-                if let (Some(uid), true) = (m.uid(), in_scope(&m))
-                    && index.write().unwrap().insert(uid, key(&m)).is_none()
-                {
-                    changed.send_modify(|n| *n += 1);
-                }
-            }
-            watcher::Event::Delete(m) => {
-                if let Some(uid) = m.uid() {
-                    index.write().unwrap().remove(&uid);
-                    changed.send_modify(|n| *n += 1);
-                }
+        }
+        fn delete(&self, m: Mirror) {
+            if let Some(uid) = m.uid() {
+                self.index.write().unwrap().remove(&uid);
+                self.tick();
             }
         }
     }
+
+    let api: Api<Mirror> = match scope.single_namespace() {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let events = crate::watches::events(
+        api,
+        crate::watches::watch_config(),
+        crate::watches::Watch::CoordinatorMirrors,
+    );
+    let feed = Feed {
+        scope,
+        index,
+        changed,
+    };
+    crate::watches::run(feed, events, synced, "coordinator mirrors".into()).await;
 }
 
 /// Coordinates while `leading` says so: takes an epoch, then keeps the

@@ -18,6 +18,8 @@ pub const REPLICA_CONFLICTS: &str = "configmirror_replica_conflicts";
 pub const MIRRORS: &str = "configmirror_mirrors";
 pub const MIRRORS_READY: &str = "configmirror_mirrors_ready";
 pub const SOURCE_WATCHES: &str = "configmirror_source_namespaces_watched";
+pub const WATCH_EVENTS: &str = "configmirror_watch_events_total";
+pub const WATCH_RELISTS: &str = "configmirror_watch_relists_total";
 pub const EVENTS_PUBLISHED: &str = "configmirror_events_published_total";
 pub const MEMBER_FENCED: &str = "configmirror_member_fenced";
 pub const FENCES: &str = "configmirror_member_fences_total";
@@ -89,6 +91,14 @@ pub fn describe() {
     describe_gauge!(MIRRORS, "ConfigMirrors this process reconciles");
     describe_gauge!(MIRRORS_READY, "ConfigMirrors whose Ready condition is True");
     describe_gauge!(SOURCE_WATCHES, "Source namespaces watched");
+    describe_counter!(
+        WATCH_EVENTS,
+        "Watch events by watch (namespaces, sources, replicas, mirrors, coordinator_mirrors, leader_lease) and event (init_apply: listed, apply, delete, error)"
+    );
+    describe_counter!(
+        WATCH_RELISTS,
+        "Complete lists after a watch's first, by watch: the watch failed or its resourceVersion expired"
+    );
     describe_counter!(
         EVENTS_PUBLISHED,
         "Kubernetes Events published by reason type"
@@ -195,6 +205,12 @@ pub fn initialize() {
         metrics::counter!(DB_ROWS_WRITTEN, "op" => op).increment(0);
     }
     metrics::counter!(DB_ROWS_ORPHANED).increment(0);
+    for watch in crate::watches::Watch::ALL.map(crate::watches::Watch::label) {
+        for event in crate::watches::EVENT_KINDS {
+            metrics::counter!(WATCH_EVENTS, "watch" => watch, "event" => event).increment(0);
+        }
+        metrics::counter!(WATCH_RELISTS, "watch" => watch).increment(0);
+    }
     for kind in [
         "no_database",
         "secret",

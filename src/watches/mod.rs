@@ -6,8 +6,10 @@
 //!   where the selectors allow).
 //!
 //! Each cache sends `Trigger`s when something a mirror depends on changes;
-//! the controller maps them to the mirrors concerned.
+//! the controller maps them to the mirrors concerned. Every watch, cache or
+//! not, starts from `cache::events`; every cache runs `cache::run`.
 
+mod cache;
 pub mod namespaces;
 pub mod replicas;
 pub mod sources;
@@ -16,6 +18,8 @@ use std::collections::BTreeMap;
 
 use tokio::sync::{mpsc, watch};
 
+pub use cache::watch_config;
+pub(crate) use cache::{Cache, Change, EVENT_KINDS, Watch, diff, events, run};
 pub use namespaces::NamespaceCache;
 pub use replicas::ReplicaCache;
 pub use sources::SourceCache;
@@ -75,41 +79,6 @@ impl Readiness {
     pub async fn wait(&mut self) -> bool {
         self.0.wait_for(|ready| *ready).await.is_ok()
     }
-}
-
-/// The next event of a watch; errors are logged and skipped (the stream
-/// backs off and resumes by itself). `None` when the stream ended.
-pub async fn next_event<K, S>(
-    events: &mut S,
-    what: &str,
-) -> Option<kube::runtime::watcher::Event<K>>
-where
-    S: futures::Stream<
-            Item = Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>,
-        > + Unpin,
-{
-    use futures::TryStreamExt;
-    loop {
-        match events.try_next().await {
-            Ok(event) => return event,
-            Err(e) => tracing::warn!(error = %e, watch = what, "watch failed; retrying"),
-        }
-    }
-}
-
-/// Every watch's configuration. Lists are served from the API server's
-/// watch cache as it stands (resourceVersion=0, what client-go's informers
-/// do) rather than as a consistent read: a consistent read waits for the
-/// cache to catch up with etcd, and under load (or while some client stalls
-/// the cache's fan-out) those waits end in 504s and re-lists. The watch that
-/// follows the list delivers anything newer, and with one API server the
-/// cache never goes back in time, so nothing is missed or regressed.
-pub fn watch_config() -> kube::runtime::watcher::Config {
-    let mut config = kube::runtime::watcher::Config::default().any_semantic();
-    // kube sends resourceVersion=0 only on unpaginated lists (the cache
-    // ignores a limit at resourceVersion=0 anyway).
-    config.page_size = None;
-    config
 }
 
 /// Drops what the operator never reads from cached objects.

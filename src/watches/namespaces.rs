@@ -3,14 +3,12 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PartialObjectMeta;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
 
-use super::{Readiness, Trigger, TriggerSender};
+use super::{Cache, Readiness, Trigger, TriggerSender, Watch};
 use crate::plan::{NamespaceMeta, Namespaces};
 
 pub struct NamespaceCache {
@@ -33,66 +31,15 @@ impl NamespaceCache {
             namespaces: RwLock::new(Namespaces::new()),
             ready,
         });
-        let this = cache.clone();
-        let task = tokio::spawn(async move {
-            // Metadata-only requests: labels and deletion are all we read.
-            let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-            let mut events = watcher(api, super::watch_config())
-                .default_backoff()
-                .boxed();
-            let mut buffer = Namespaces::new();
-            loop {
-                let Some(event) = super::next_event(&mut events, "namespaces").await else {
-                    return;
-                };
-                match event {
-                    watcher::Event::Init => buffer.clear(),
-                    watcher::Event::InitApply(ns) => {
-                        buffer.insert(ns.name_any(), meta_of(&ns));
-                    }
-                    watcher::Event::InitDone => {
-                        let fresh = std::mem::take(&mut buffer);
-                        let changed = this.replace(fresh);
-                        if ready_tx.send_replace(true) {
-                            // Not the first list: tell mirrors what changed while we were away.
-                            for name in changed {
-                                let _ = triggers.send(Trigger::Namespace { name });
-                            }
-                        }
-                    }
-                    watcher::Event::Apply(ns) => {
-                        let (name, meta) = (ns.name_any(), meta_of(&ns));
-                        let old = this
-                            .namespaces
-                            .write()
-                            .unwrap()
-                            .insert(name.clone(), meta.clone());
-                        if old.as_ref() != Some(&meta) {
-                            let _ = triggers.send(Trigger::Namespace { name });
-                        }
-                    }
-                    watcher::Event::Delete(ns) => {
-                        let name = ns.name_any();
-                        this.namespaces.write().unwrap().remove(&name);
-                        let _ = triggers.send(Trigger::Namespace { name });
-                    }
-                }
-            }
-        });
+        // Metadata-only requests: labels and deletion are all we read.
+        let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+        let events = super::events(api, super::watch_config(), Watch::Namespaces);
+        let feed = Feed {
+            cache: cache.clone(),
+            triggers,
+        };
+        let task = tokio::spawn(super::run(feed, events, ready_tx, "namespaces".into()));
         (cache, task)
-    }
-
-    /// Swaps in a fresh list; returns the namespaces that differ.
-    fn replace(&self, fresh: Namespaces) -> Vec<String> {
-        let mut current = self.namespaces.write().unwrap();
-        let mut changed: Vec<String> = fresh
-            .iter()
-            .filter(|(name, meta)| current.get(*name) != Some(meta))
-            .map(|(name, _)| name.clone())
-            .collect();
-        changed.extend(current.keys().filter(|n| !fresh.contains_key(*n)).cloned());
-        *current = fresh;
-        changed
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Namespaces> {
@@ -101,5 +48,66 @@ impl NamespaceCache {
 
     pub fn readiness(&self) -> Readiness {
         self.ready.clone()
+    }
+}
+
+/// The namespace watch's side of the cache: any change of labels or
+/// deletion is news to the mirrors that select or read that namespace.
+struct Feed {
+    cache: Arc<NamespaceCache>,
+    triggers: TriggerSender,
+}
+
+impl Feed {
+    fn tell(&self, name: String) {
+        let _ = self.triggers.send(Trigger::Namespace { name });
+    }
+}
+
+impl Cache for Feed {
+    type Object = PartialObjectMeta<Namespace>;
+    type List = Namespaces;
+    type Changes = Vec<String>;
+
+    fn list(&self, list: &mut Namespaces, ns: Self::Object) {
+        list.insert(ns.name_any(), meta_of(&ns));
+    }
+
+    async fn replace(&self, fresh: Namespaces) -> Vec<String> {
+        let mut current = self.cache.namespaces.write().unwrap();
+        let changed = super::diff(&current, &fresh, |old, new| old == new)
+            .into_iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        *current = fresh;
+        changed
+    }
+
+    fn relisted(&self, changed: Vec<String>, first: bool) {
+        if !first {
+            // Tell mirrors what changed while we were away.
+            for name in changed {
+                self.tell(name);
+            }
+        }
+    }
+
+    fn apply(&self, ns: Self::Object) {
+        let (name, meta) = (ns.name_any(), meta_of(&ns));
+        let old = self
+            .cache
+            .namespaces
+            .write()
+            .unwrap()
+            .insert(name.clone(), meta.clone());
+        if old.as_ref() != Some(&meta) {
+            self.tell(name);
+        }
+    }
+
+    fn delete(&self, ns: Self::Object) {
+        let name = ns.name_any();
+        self.cache.namespaces.write().unwrap().remove(&name);
+        self.tell(name);
     }
 }

@@ -16,23 +16,24 @@
 //! cluster then never arrive as one response of every replica at once.
 
 mod content;
+mod feed;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta, PartialObjectMeta};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Readiness, Trigger, TriggerSender};
+use super::{Readiness, Trigger, TriggerSender, Watch};
 use crate::api::keys;
 use crate::plan::model::older;
 use crate::plan::{ReplicaIndex, ReplicaMeta};
 use content::Pending;
+use feed::Feed;
 
 /// Mirror UIDs per replica list when loading many (keeps the selector,
 /// and so the request line, to a few kilobytes).
@@ -80,66 +81,18 @@ impl ReplicaCache {
             mirror_namespaces,
         });
         let pending = cache.start_reader(client.clone(), triggers.clone());
-        let this = cache.clone();
-        let task = tokio::spawn(async move {
-            let api: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
-            let config = watcher::Config::default()
-                .labels(&managed_selector())
-                .page_size(PAGE_SIZE);
-            let mut events = watcher(api, config).default_backoff().boxed();
-            let mut buffer: Vec<Listed> = Vec::new();
-            loop {
-                let Some(event) = super::next_event(&mut events, "replicas").await else {
-                    return;
-                };
-                match event {
-                    watcher::Event::Init => buffer.clear(),
-                    watcher::Event::InitApply(obj) => {
-                        if this.keeps(&obj.metadata) {
-                            buffer.push(this.listed(&obj.metadata));
-                        }
-                    }
-                    watcher::Event::InitDone => {
-                        let fresh = settle(&client, std::mem::take(&mut buffer)).await;
-                        let owners = this.reset(fresh);
-                        if ready_tx.send_replace(true) {
-                            for mirror_uid in owners {
-                                let _ = triggers.send(Trigger::Replica { mirror_uid });
-                            }
-                        }
-                    }
-                    watcher::Event::Apply(obj) => {
-                        // Another shard's replica, or our own write coming back.
-                        let m = &obj.metadata;
-                        if !this.keeps(m) || this.already_seen(m) {
-                            continue;
-                        }
-                        // Someone else's change, or our own write not yet
-                        // recorded: read it after the grace unless recorded by then.
-                        let _ = pending.send(Pending {
-                            namespace: m.namespace.clone().unwrap_or_default(),
-                            name: m.name.clone().unwrap_or_default(),
-                            resource_version: m.resource_version.clone().unwrap_or_default(),
-                            due: tokio::time::Instant::now() + content::GRACE,
-                        });
-                    }
-                    watcher::Event::Delete(obj) => {
-                        if !this.keeps(&obj.metadata) {
-                            continue;
-                        }
-                        let meta = ReplicaMeta::from_parts(&obj.metadata, String::new(), false);
-                        this.index.write().unwrap().forget(
-                            &meta.namespace,
-                            &meta.name,
-                            &meta.resource_version,
-                        );
-                        if let Some(mirror_uid) = meta.mirror_uid {
-                            let _ = triggers.send(Trigger::Replica { mirror_uid });
-                        }
-                    }
-                }
-            }
-        });
+        let api: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
+        let config = watcher::Config::default()
+            .labels(&managed_selector())
+            .page_size(PAGE_SIZE);
+        let events = super::events(api, config, Watch::Replicas);
+        let feed = Feed {
+            cache: cache.clone(),
+            client,
+            triggers,
+            pending,
+        };
+        let task = tokio::spawn(super::run(feed, events, ready_tx, "replicas".into()));
         (cache, task)
     }
 

@@ -6,18 +6,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::task::JoinHandle;
 
-use super::{Error, Readiness, Trigger, TriggerSender};
+use super::{Cache, Change, Error, Readiness, Trigger, TriggerSender, Watch};
 use crate::api::keys;
 use crate::plan::SourceConfigMap;
 use crate::plan::selector::Selector;
 
-type Store = Arc<RwLock<HashMap<String, Arc<SourceConfigMap>>>>;
+type Sources = HashMap<String, Arc<SourceConfigMap>>;
+type Store = Arc<RwLock<Sources>>;
 
 struct NamespaceWatch {
     /// The mirrors' selector this watch filters by; `everything()` for a
@@ -147,75 +146,14 @@ impl SourceCache {
         let config = super::watch_config()
             .labels(&labels)
             .fields("metadata.name!=kube-root-ca.crt");
-        let (triggers, ns, task_store) =
-            (self.triggers.clone(), namespace.to_string(), store.clone());
         tracing::debug!(namespace, labels, "watching source ConfigMaps");
-        let task = tokio::spawn(async move {
-            let mut events = watcher(api, config).default_backoff().boxed();
-            let mut buffer: HashMap<String, Arc<SourceConfigMap>> = HashMap::new();
-            let send = |labels: Vec<BTreeMap<String, String>>| {
-                let _ = triggers.send(Trigger::Source {
-                    namespace: ns.clone(),
-                    labels,
-                });
-            };
-            loop {
-                let Some(event) = super::next_event(&mut events, &ns).await else {
-                    return;
-                };
-                match event {
-                    watcher::Event::Init => buffer.clear(),
-                    watcher::Event::InitApply(cm) => {
-                        let s = ingest(cm);
-                        buffer.insert(s.name.clone(), s);
-                    }
-                    watcher::Event::InitDone => {
-                        let fresh = std::mem::take(&mut buffer);
-                        let mut changed = Vec::new();
-                        {
-                            let mut current = task_store.write().unwrap();
-                            for (name, s) in &fresh {
-                                match current.get(name) {
-                                    Some(old) if old.resource_version == s.resource_version => {}
-                                    Some(old) => {
-                                        changed.extend([old.labels.clone(), s.labels.clone()])
-                                    }
-                                    None => changed.push(s.labels.clone()),
-                                }
-                            }
-                            changed.extend(
-                                current
-                                    .iter()
-                                    .filter(|(n, _)| !fresh.contains_key(*n))
-                                    .map(|(_, s)| s.labels.clone()),
-                            );
-                            *current = fresh;
-                        }
-                        if ready_tx.send_replace(true) && !changed.is_empty() {
-                            send(changed);
-                        }
-                    }
-                    watcher::Event::Apply(cm) => {
-                        tracing::trace!(namespace = %ns, name = ?cm.metadata.name, "source changed");
-                        let s = ingest(cm);
-                        let (new_labels, rv) = (s.labels.clone(), s.resource_version.clone());
-                        let old = task_store.write().unwrap().insert(s.name.clone(), s);
-                        match old {
-                            Some(old) if old.resource_version == rv => {}
-                            Some(old) => send(vec![old.labels.clone(), new_labels]),
-                            None => send(vec![new_labels]),
-                        }
-                    }
-                    watcher::Event::Delete(cm) => {
-                        let name = cm.metadata.name.clone().unwrap_or_default();
-                        let old = task_store.write().unwrap().remove(&name);
-                        let mut labels = vec![cm.metadata.labels.clone().unwrap_or_default()];
-                        labels.extend(old.map(|o| o.labels.clone()));
-                        send(labels);
-                    }
-                }
-            }
-        });
+        let events = super::events(api, config, Watch::Sources);
+        let feed = Feed {
+            store: store.clone(),
+            triggers: self.triggers.clone(),
+            namespace: namespace.to_string(),
+        };
+        let task = tokio::spawn(super::run(feed, events, ready_tx, namespace.to_string()));
         NamespaceWatch {
             filter,
             store,
@@ -232,4 +170,77 @@ fn ingest(cm: ConfigMap) -> Arc<SourceConfigMap> {
     let mut s = SourceConfigMap::from_owned(cm);
     s.observed_at = Some(Instant::now());
     Arc::new(s)
+}
+
+/// One namespace's watch, feeding its store. A change is news to the
+/// mirrors whose selector matches the source's labels before or after it.
+struct Feed {
+    store: Store,
+    triggers: TriggerSender,
+    namespace: String,
+}
+
+impl Feed {
+    fn tell(&self, labels: Vec<BTreeMap<String, String>>) {
+        let _ = self.triggers.send(Trigger::Source {
+            namespace: self.namespace.clone(),
+            labels,
+        });
+    }
+}
+
+impl Cache for Feed {
+    type Object = ConfigMap;
+    type List = Sources;
+    /// The labels, before and after, of every source that changed.
+    type Changes = Vec<BTreeMap<String, String>>;
+
+    fn list(&self, list: &mut Sources, cm: ConfigMap) {
+        let s = ingest(cm);
+        list.insert(s.name.clone(), s);
+    }
+
+    async fn replace(&self, fresh: Sources) -> Self::Changes {
+        let mut current = self.store.write().unwrap();
+        let same = |old: &Arc<SourceConfigMap>, new: &Arc<SourceConfigMap>| {
+            old.resource_version == new.resource_version
+        };
+        let mut changed = Vec::new();
+        for (_, change) in super::diff(&current, &fresh, same) {
+            match change {
+                Change::Changed { old, new } => {
+                    changed.extend([old.labels.clone(), new.labels.clone()]);
+                }
+                Change::Added(s) | Change::Removed(s) => changed.push(s.labels.clone()),
+            }
+        }
+        *current = fresh;
+        changed
+    }
+
+    fn relisted(&self, changed: Self::Changes, first: bool) {
+        if !first && !changed.is_empty() {
+            self.tell(changed);
+        }
+    }
+
+    fn apply(&self, cm: ConfigMap) {
+        tracing::trace!(namespace = %self.namespace, name = ?cm.metadata.name, "source changed");
+        let s = ingest(cm);
+        let (new_labels, rv) = (s.labels.clone(), s.resource_version.clone());
+        let old = self.store.write().unwrap().insert(s.name.clone(), s);
+        match old {
+            Some(old) if old.resource_version == rv => {}
+            Some(old) => self.tell(vec![old.labels.clone(), new_labels]),
+            None => self.tell(vec![new_labels]),
+        }
+    }
+
+    fn delete(&self, cm: ConfigMap) {
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        let old = self.store.write().unwrap().remove(&name);
+        let mut labels = vec![cm.metadata.labels.clone().unwrap_or_default()];
+        labels.extend(old.map(|o| o.labels.clone()));
+        self.tell(labels);
+    }
 }
