@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
@@ -60,7 +60,10 @@ pub fn deadline_of(
 
 /// Keeps `deadline` equal to what the Lease says, from a watch of that one
 /// object: every renewal is a change. When the watch fails, the deadline
-/// stays where the last renewal put it and so runs out.
+/// stays where the last renewal put it and so runs out. Not a
+/// `watches::run` cache: each version, listed or not, sets the deadline
+/// as it arrives (a buffered list would hold a renewal back), and with one
+/// object there is nothing to diff.
 async fn follow(
     api: Api<Lease>,
     lease: String,
@@ -69,7 +72,7 @@ async fn follow(
     deadline: Arc<WriteDeadline>,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={lease}"));
-    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut events = crate::watches::events(api, config, crate::watches::Watch::LeaderLease);
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => {

@@ -185,18 +185,21 @@ pub async fn run(
             (owned.events, owned.catch_up)
         }
         None => {
-            let events = watcher(mirror_api(&ctx), crate::watches::watch_config())
-                .default_backoff()
-                // Mirrors out of scope never reach the store.
-                .try_filter(move |event| {
-                    future::ready(match event {
-                        watcher::Event::Apply(m)
-                        | watcher::Event::InitApply(m)
-                        | watcher::Event::Delete(m) => scope.owns(m),
-                        watcher::Event::Init | watcher::Event::InitDone => true,
-                    })
+            let events = crate::watches::events(
+                mirror_api(&ctx),
+                crate::watches::watch_config(),
+                crate::watches::Watch::Mirrors,
+            )
+            // Mirrors out of scope never reach the store.
+            .try_filter(move |event| {
+                future::ready(match event {
+                    watcher::Event::Apply(m)
+                    | watcher::Event::InitApply(m)
+                    | watcher::Event::Delete(m) => scope.owns(m),
+                    watcher::Event::Init | watcher::Event::InitDone => true,
                 })
-                .boxed();
+            })
+            .boxed();
             (events, futures::stream::empty().boxed())
         }
     };

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
 
@@ -65,9 +65,14 @@ pub fn start(
         activation: None,
     };
     tokio::spawn(async move {
-        let mut watch = watcher(api, crate::watches::watch_config())
-            .default_backoff()
-            .boxed();
+        // The watch's events go on to kube's reflector (mixed with the
+        // deletes and applies of the assignment), not into a cache of ours:
+        // only the stream is shared with the caches, not `watches::run`.
+        let mut watch = crate::watches::events(
+            api,
+            crate::watches::watch_config(),
+            crate::watches::Watch::Mirrors,
+        );
         let mut changes = task.view.changes();
         // Set while an assignment change waits for a re-list to finish, or
         // for a failed fetch to be retried.
