@@ -363,6 +363,39 @@ mod tests {
     }
 
     #[test]
+    fn events_and_relists_are_counted_per_watch() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let mut counters = Counters::new(Watch::Sources);
+            let events: Vec<Result<Event<()>, watcher::Error>> = vec![
+                Ok(Event::Init),
+                Ok(Event::InitApply(())),
+                Ok(Event::InitDone),
+                Ok(Event::Apply(())),
+                Err(watcher::Error::NoResourceVersion),
+                Ok(Event::Init),
+                Ok(Event::InitDone),
+                Ok(Event::Delete(())),
+            ];
+            for event in &events {
+                counters.count(event);
+            }
+        });
+        let text = handle.render();
+        for (event, n) in [("init_apply", 1), ("apply", 1), ("delete", 1), ("error", 1)] {
+            let series = format!(
+                "{}{{watch=\"sources\",event=\"{event}\"}} {n}",
+                names::WATCH_EVENTS
+            );
+            assert!(text.contains(&series), "{series} in {text}");
+        }
+        // The first list is the start; only the second is a re-list.
+        let relists = format!("{}{{watch=\"sources\"}} 1", names::WATCH_RELISTS);
+        assert!(text.contains(&relists), "{relists} in {text}");
+    }
+
+    #[test]
     fn diff_names_added_changed_and_removed_entries() {
         let current = HashMap::from([(1, "x"), (2, "y"), (3, "z")]);
         let fresh = HashMap::from([(1, "x"), (2, "Y"), (4, "w")]);
