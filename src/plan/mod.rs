@@ -175,17 +175,17 @@ pub fn plan(input: &PlanInput<'_>) -> ReplicaPlan {
 /// sync), a write, or a conflict with whoever holds the name.
 fn plan_replica(
     input: &PlanInput<'_>,
-    namespace: &String,
+    namespace: &str,
     source: &Arc<SourceConfigMap>,
     out: &mut ReplicaPlan,
 ) {
     let mirror = input.mirror;
     let target = || Target {
-        namespace: namespace.clone(),
+        namespace: namespace.to_string(),
         source: source.clone(),
     };
     let conflict = |holder: Holder| Conflict {
-        namespace: namespace.clone(),
+        namespace: namespace.to_string(),
         name: source.name.clone(),
         holder,
     };
@@ -195,7 +195,7 @@ fn plan_replica(
                 out.in_sync
                     .entry(source.name.clone())
                     .or_default()
-                    .insert(namespace.clone());
+                    .insert(namespace.to_string());
             } else if r.immutable && r.actual_hash != source.content_hash {
                 out.actions.push(Action::Replace {
                     target: target(),
@@ -218,7 +218,7 @@ fn plan_replica(
             })),
         None => match input
             .known_conflicts
-            .get(&(namespace.clone(), source.name.clone()))
+            .get(&(namespace.to_string(), source.name.clone()))
         {
             Some(holder) => out.conflicts.push(conflict(holder.clone())),
             None => out.actions.push(Action::Create(target())),
