@@ -52,137 +52,251 @@ pub const LAG_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
-pub fn describe() {
-    describe_counter!(
+/// What kind of series a name is.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every series with its kind, unit and help text, as /metrics describes it.
+const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (
         REST_CLIENT_REQUESTS,
-        "Kubernetes API requests by response code and method"
-    );
-    describe_gauge!(
+        Kind::Counter,
+        None,
+        "Kubernetes API requests by response code and method",
+    ),
+    (
         LEADER_ELECTION_MASTER_STATUS,
-        "1 while this process holds the leader Lease"
-    );
-    describe_counter!(RECONCILE_TOTAL, "Reconciles of ConfigMirrors by result");
-    describe_counter!(
+        Kind::Gauge,
+        None,
+        "1 while this process holds the leader Lease",
+    ),
+    (
+        RECONCILE_TOTAL,
+        Kind::Counter,
+        None,
+        "Reconciles of ConfigMirrors by result",
+    ),
+    (
         REPLICA_CONTENT_READS,
-        "Replicas read whole (a change someone else made, or one whose content history start-up could not vouch for), by what they held"
-    );
-    describe_histogram!(
+        Kind::Counter,
+        None,
+        "Replicas read whole (a change someone else made, or one whose content history start-up could not vouch for), by what they held",
+    ),
+    (
         RECONCILE_DURATION,
-        Unit::Seconds,
-        "Reconcile duration by result"
-    );
-    describe_counter!(
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Reconcile duration by result",
+    ),
+    (
         REPLICA_WRITES,
-        "Replica writes by op (create, update, replace, delete) and result"
-    );
-    describe_histogram!(
+        Kind::Counter,
+        None,
+        "Replica writes by op (create, update, replace, delete) and result",
+    ),
+    (
         REPLICATION_LAG,
-        Unit::Seconds,
-        "From a source change seen to its replica written"
-    );
-    describe_counter!(
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "From a source change seen to its replica written",
+    ),
+    (
         CONFLICTS_DETECTED,
-        "Replica names found held by a ConfigMap the mirror does not own"
-    );
-    describe_gauge!(
+        Kind::Counter,
+        None,
+        "Replica names found held by a ConfigMap the mirror does not own",
+    ),
+    (
         REPLICA_CONFLICTS,
-        "Replicas currently blocked by a conflict, over all mirrors"
-    );
-    describe_gauge!(MIRRORS, "ConfigMirrors this process reconciles");
-    describe_gauge!(MIRRORS_READY, "ConfigMirrors whose Ready condition is True");
-    describe_gauge!(SOURCE_WATCHES, "Source namespaces watched");
-    describe_counter!(
+        Kind::Gauge,
+        None,
+        "Replicas currently blocked by a conflict, over all mirrors",
+    ),
+    (
+        MIRRORS,
+        Kind::Gauge,
+        None,
+        "ConfigMirrors this process reconciles",
+    ),
+    (
+        MIRRORS_READY,
+        Kind::Gauge,
+        None,
+        "ConfigMirrors whose Ready condition is True",
+    ),
+    (
+        SOURCE_WATCHES,
+        Kind::Gauge,
+        None,
+        "Source namespaces watched",
+    ),
+    (
         WATCH_EVENTS,
-        "Watch events by watch (namespaces, sources, replicas, mirrors, coordinator_mirrors, leader_lease) and event (init_apply: listed, apply, delete, error)"
-    );
-    describe_counter!(
+        Kind::Counter,
+        None,
+        "Watch events by watch (namespaces, sources, replicas, mirrors, coordinator_mirrors, leader_lease) and event (init_apply: listed, apply, delete, error)",
+    ),
+    (
         WATCH_RELISTS,
-        "Complete lists after a watch's first, by watch: the watch failed or its resourceVersion expired"
-    );
-    describe_counter!(
+        Kind::Counter,
+        None,
+        "Complete lists after a watch's first, by watch: the watch failed or its resourceVersion expired",
+    ),
+    (
         EVENTS_PUBLISHED,
-        "Kubernetes Events published by reason type"
-    );
-    describe_counter!(
+        Kind::Counter,
+        None,
+        "Kubernetes Events published by reason type",
+    ),
+    (
         DB_ROWS_WRITTEN,
-        "configmaps rows changed, by op (created, updated, deleted); each adds a revision"
-    );
-    describe_counter!(
+        Kind::Counter,
+        None,
+        "configmaps rows changed, by op (created, updated, deleted); each adds a revision",
+    ),
+    (
         DB_ERRORS,
-        "Failed database syncs by kind (unreachable, timeout, auth, secret, migration, write, superseded, lease_expired)"
-    );
-    describe_counter!(
+        Kind::Counter,
+        None,
+        "Failed database syncs by kind (unreachable, timeout, auth, secret, migration, write, superseded, lease_expired)",
+    ),
+    (
         DB_WRITES_REFUSED,
-        "Row statements PostgreSQL refused because a newer assignment of the mirror had written its rows (a sharded member that lost the mirror)"
-    );
-    describe_counter!(
+        Kind::Counter,
+        None,
+        "Row statements PostgreSQL refused because a newer assignment of the mirror had written its rows (a sharded member that lost the mirror)",
+    ),
+    (
         WRITES_REFUSED_BY_DEADLINE,
-        "ConfigMap and ConfigMirror writes the client did not send because this process's lease (Lease or member heartbeat) had run out by the time they left"
-    );
-    describe_counter!(
+        Kind::Counter,
+        None,
+        "ConfigMap and ConfigMirror writes the client did not send because this process's lease (Lease or member heartbeat) had run out by the time they left",
+    ),
+    (
         DB_ROWS_ORPHANED,
-        "Rows of deleted mirrors left in a database that could not be reached (see the RowsOrphaned event)"
-    );
-    describe_histogram!(
+        Kind::Counter,
+        None,
+        "Rows of deleted mirrors left in a database that could not be reached (see the RowsOrphaned event)",
+    ),
+    (
         DB_SYNC_DURATION,
-        Unit::Seconds,
-        "Duration of a mirror's database sync by result"
-    );
-    describe_gauge!(
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Duration of a mirror's database sync by result",
+    ),
+    (
         DB_UP,
-        "1 when the operator's default database answers, 0 when not"
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        None,
+        "1 when the operator's default database answers, 0 when not",
+    ),
+    (
         DB_MIRRORS_UNSYNCED,
-        "Mirrors whose rows could not be written (DatabaseSynced=False)"
-    );
-    describe_counter!(
+        Kind::Gauge,
+        None,
+        "Mirrors whose rows could not be written (DatabaseSynced=False)",
+    ),
+    (
         DB_REVISIONS_PRUNED,
-        "Revisions deleted by the retention setting"
-    );
-    describe_gauge!(
+        Kind::Counter,
+        None,
+        "Revisions deleted by the retention setting",
+    ),
+    (
         MEMBER_FENCED,
-        "1 while this member cannot heartbeat and writes nothing"
-    );
-    describe_counter!(FENCES, "Times this member fenced itself");
-    describe_gauge!(
+        Kind::Gauge,
+        None,
+        "1 while this member cannot heartbeat and writes nothing",
+    ),
+    (
+        FENCES,
+        Kind::Counter,
+        None,
+        "Times this member fenced itself",
+    ),
+    (
         MEMBER_VALID_UNTIL,
-        Unit::Seconds,
-        "Unix time until which this member may write: its last successful heartbeat's start + TTL - margin"
-    );
-    describe_histogram!(
+        Kind::Gauge,
+        Some(Unit::Seconds),
+        "Unix time until which this member may write: its last successful heartbeat's start + TTL - margin",
+    ),
+    (
         HEARTBEAT_DURATION,
-        Unit::Seconds,
-        "Round trip of one heartbeat to the coordination database (successful or not)"
-    );
-    describe_gauge!(SHARD_OWNED, "ConfigMirrors this member owns");
-    describe_counter!(
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Round trip of one heartbeat to the coordination database (successful or not)",
+    ),
+    (
+        SHARD_OWNED,
+        Kind::Gauge,
+        None,
+        "ConfigMirrors this member owns",
+    ),
+    (
         SHARD_HANDOVERS,
-        "Mirrors this member handed over after draining"
-    );
-    describe_histogram!(
+        Kind::Counter,
+        None,
+        "Mirrors this member handed over after draining",
+    ),
+    (
         HANDOVER_DURATION,
-        Unit::Seconds,
-        "From a drain requested to the new owner told"
-    );
-    describe_counter!(
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "From a drain requested to the new owner told",
+    ),
+    (
         SHARD_MOVES,
-        "Assignment changes by the coordinator, by kind (new, drain, failover, forced)"
-    );
-    describe_gauge!(
+        Kind::Counter,
+        None,
+        "Assignment changes by the coordinator, by kind (new, drain, failover, forced)",
+    ),
+    (
         SHARD_ORPHANED,
-        "Mirrors with no live member to own them (coordinator)"
-    );
-    describe_gauge!(SHARD_MIRRORS, "Mirrors assigned per member (coordinator)");
-    describe_gauge!(COORDINATOR_EPOCH, "The epoch this coordinator writes under");
-    describe_counter!(
+        Kind::Gauge,
+        None,
+        "Mirrors with no live member to own them (coordinator)",
+    ),
+    (
+        SHARD_MIRRORS,
+        Kind::Gauge,
+        None,
+        "Mirrors assigned per member (coordinator)",
+    ),
+    (
+        COORDINATOR_EPOCH,
+        Kind::Gauge,
+        None,
+        "The epoch this coordinator writes under",
+    ),
+    (
         COORDINATOR_REFUSED,
-        "Coordinator writes refused because the epoch was stale"
-    );
-    describe_counter!(
+        Kind::Counter,
+        None,
+        "Coordinator writes refused because the epoch was stale",
+    ),
+    (
         COORDINATOR_STALE_PLANS,
-        "Planned assignment changes left for the next step: the row changed after the read (an acknowledgement, a heartbeat)"
-    )
+        Kind::Counter,
+        None,
+        "Planned assignment changes left for the next step: the row changed after the read (an acknowledgement, a heartbeat)",
+    ),
+];
+
+pub fn describe() {
+    for &(name, kind, unit, help) in DESCRIPTIONS {
+        match (kind, unit) {
+            (Kind::Counter, None) => describe_counter!(name, help),
+            (Kind::Counter, Some(unit)) => describe_counter!(name, unit, help),
+            (Kind::Gauge, None) => describe_gauge!(name, help),
+            (Kind::Gauge, Some(unit)) => describe_gauge!(name, unit, help),
+            (Kind::Histogram, None) => describe_histogram!(name, help),
+            (Kind::Histogram, Some(unit)) => describe_histogram!(name, unit, help),
+        }
+    }
 }
 
 /// Creates every series with a known, finite label set at zero, so
