@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::kubeclient::WriteDeadline;
 use crate::telemetry::names;
 
-pub struct Leadership {
+pub(crate) struct Leadership {
     pub holding: watch::Receiver<bool>,
     /// Until when this process may write as the leader (when this Lease
     /// gates its writes).
@@ -33,7 +33,7 @@ pub struct Leadership {
 /// nobody), not at all. A standby takes over only after renewal + duration
 /// by its own reading of the same record, so a write sent before this
 /// deadline never overlaps another leader's.
-pub fn observe(deadline: &WriteDeadline, lease: &Lease, member: &str, margin: Duration) {
+pub(crate) fn observe(deadline: &WriteDeadline, lease: &Lease, member: &str, margin: Duration) {
     deadline.set(
         deadline_of(lease, member, margin, SystemTime::now()).map(|left| Instant::now() + left),
     );
@@ -42,7 +42,7 @@ pub fn observe(deadline: &WriteDeadline, lease: &Lease, member: &str, margin: Du
 /// How long from `now` (wall clock, the clock the holder wrote its renewal
 /// with) `member` may still write under `lease`; `None` when it does not
 /// hold it. Pure.
-pub fn deadline_of(
+pub(crate) fn deadline_of(
     lease: &Lease,
     member: &str,
     margin: Duration,
@@ -85,7 +85,7 @@ async fn follow(
     }
 }
 
-pub async fn campaign(
+pub(crate) async fn campaign(
     client: Client,
     namespace: &str,
     lease: &str,
@@ -126,19 +126,19 @@ pub async fn campaign(
     })
 }
 
-pub fn set_status(leader: bool, lease: &str) {
+pub(crate) fn set_status(leader: bool, lease: &str) {
     metrics::gauge!(names::LEADER_ELECTION_MASTER_STATUS, "name" => lease.to_string())
         .set(if leader { 1.0 } else { 0.0 });
 }
 
 impl Leadership {
     /// Waits until this process holds the Lease.
-    pub async fn acquired(&mut self) -> bool {
+    pub(crate) async fn acquired(&mut self) -> bool {
         self.holding.wait_for(|held| *held).await.is_ok()
     }
 
     /// Resolves when the Lease is lost (or its manager stopped).
-    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.holding.clone();
         async move {
             let _ = rx.wait_for(|held| !*held).await;
@@ -146,7 +146,7 @@ impl Leadership {
     }
 
     /// Gives the Lease up so a standby takes over at once.
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         if let Some(follower) = &self.follower {
             follower.abort();
         }

@@ -11,23 +11,26 @@
 // Functions stay short enough to read in one sitting (threshold in
 // clippy.toml); a longer one says why where it allows this.
 #![warn(clippy::too_many_lines)]
+// `pub` only for what other crates use (the binary, tests, benches, the
+// load generator and the generator); everything else is `pub(crate)`.
+#![warn(unreachable_pub)]
 
 pub mod api;
 pub mod check;
 pub mod config;
 pub mod kubeclient;
-pub mod leader;
+pub(crate) mod leader;
 pub(crate) mod mode;
-pub mod persistence;
+pub(crate) mod persistence;
 pub mod plan;
-pub mod reconcile;
+pub(crate) mod reconcile;
 pub mod run;
-pub mod scope;
+pub(crate) mod scope;
 pub mod shard;
 pub mod store;
 pub mod telemetry;
 pub mod upgrade;
-pub mod watches;
+pub(crate) mod watches;
 
 /// The crate version, stamped into the user agent and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

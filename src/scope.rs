@@ -13,7 +13,7 @@ use crate::shard::ShardView;
 use crate::store::persist::Fence;
 
 #[derive(Clone, Default)]
-pub struct Scope {
+pub(crate) struct Scope {
     /// Namespaces whose mirrors this process handles; empty means all.
     namespaces: BTreeSet<String>,
     /// Under `--sharding`: this member's assignment.
@@ -23,14 +23,14 @@ pub struct Scope {
 }
 
 /// A reconcile in progress: while it lives, a drain of its mirror waits.
-pub struct InFlight {
+pub(crate) struct InFlight {
     shard: Option<(Arc<ShardView>, String)>,
 }
 
 impl InFlight {
     /// Resolves when the reconcile must stop at once (sharded: its mirror
     /// was drained away, or the member fenced); never otherwise.
-    pub fn cancelled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn cancelled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let cancelled = self.shard.as_ref().map(|(view, uid)| view.cancelled(uid));
         async move {
             match cancelled {
@@ -50,7 +50,7 @@ impl Drop for InFlight {
 }
 
 impl Scope {
-    pub fn new(namespaces: impl IntoIterator<Item = String>) -> Self {
+    pub(crate) fn new(namespaces: impl IntoIterator<Item = String>) -> Self {
         Self {
             namespaces: namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
             shard: None,
@@ -58,29 +58,29 @@ impl Scope {
         }
     }
 
-    pub fn with_lease(mut self, deadline: Arc<WriteDeadline>) -> Self {
+    pub(crate) fn with_lease(mut self, deadline: Arc<WriteDeadline>) -> Self {
         self.lease = Some(deadline);
         self
     }
 
     /// Under `--leader-elect`: the leader's write deadline (row writes check
     /// it too, long after the reconcile that queued them).
-    pub fn lease(&self) -> Option<&Arc<WriteDeadline>> {
+    pub(crate) fn lease(&self) -> Option<&Arc<WriteDeadline>> {
         self.lease.as_ref()
     }
 
-    pub fn with_shard(mut self, view: Arc<ShardView>) -> Self {
+    pub(crate) fn with_shard(mut self, view: Arc<ShardView>) -> Self {
         self.shard = Some(view);
         self
     }
 
-    pub fn shard(&self) -> Option<&Arc<ShardView>> {
+    pub(crate) fn shard(&self) -> Option<&Arc<ShardView>> {
         self.shard.as_ref()
     }
 
     /// Starts a reconcile if this process owns the mirror (atomically with
     /// a drain's check, see `ShardView::begin`).
-    pub fn begin(&self, mirror: &ConfigMirror) -> Option<InFlight> {
+    pub(crate) fn begin(&self, mirror: &ConfigMirror) -> Option<InFlight> {
         if !self.in_namespace_scope(&mirror.namespace().unwrap_or_default()) {
             return None;
         }
@@ -99,7 +99,7 @@ impl Scope {
     /// (sharded: the member's lease holds and the mirror is still its own
     /// at the epoch the reconcile began under, see `ShardView::may_write`;
     /// leader-elected: before the Lease's renew deadline).
-    pub fn may_write(&self, uid: &str) -> bool {
+    pub(crate) fn may_write(&self, uid: &str) -> bool {
         self.lease.as_ref().is_none_or(|d| d.holds())
             && self.shard.as_ref().is_none_or(|v| v.may_write(uid))
     }
@@ -107,7 +107,7 @@ impl Scope {
     /// What the running reconcile's row statements carry under sharding:
     /// the epoch it began under (PostgreSQL refuses them once a newer owner
     /// has written). `None` unsharded.
-    pub fn fence(&self, uid: &str) -> Option<Fence> {
+    pub(crate) fn fence(&self, uid: &str) -> Option<Fence> {
         let view = self.shard.as_ref()?;
         Some(Fence {
             // No reconcile in flight (cannot happen when called from one):
@@ -118,18 +118,18 @@ impl Scope {
     }
 
     /// The single namespace to watch mirrors in, when the scope is exactly one.
-    pub fn single_namespace(&self) -> Option<&str> {
+    pub(crate) fn single_namespace(&self) -> Option<&str> {
         match self.namespaces.len() {
             1 => self.namespaces.iter().next().map(String::as_str),
             _ => None,
         }
     }
 
-    pub fn in_namespace_scope(&self, namespace: &str) -> bool {
+    pub(crate) fn in_namespace_scope(&self, namespace: &str) -> bool {
         self.namespaces.is_empty() || self.namespaces.contains(namespace)
     }
 
-    pub fn owns(&self, mirror: &ConfigMirror) -> bool {
+    pub(crate) fn owns(&self, mirror: &ConfigMirror) -> bool {
         self.in_namespace_scope(&mirror.namespace().unwrap_or_default())
             && self
                 .shard

@@ -29,7 +29,7 @@ pub enum Mode {
 }
 
 /// The mode a StatefulSet's operator container runs (the one with `run`).
-pub fn mode_of(sts: &StatefulSet) -> Option<Mode> {
+pub(crate) fn mode_of(sts: &StatefulSet) -> Option<Mode> {
     let containers = &sts.spec.as_ref()?.template.spec.as_ref()?.containers;
     let args = containers
         .iter()
@@ -44,14 +44,14 @@ pub fn mode_of(sts: &StatefulSet) -> Option<Mode> {
 
 /// What the upgrade needs before it may start the pods of `next`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// No StatefulSet yet, or the same mode: the rolling update is safe.
     Nothing,
     /// Another mode runs `replicas` pods: stop them first.
     StopOldMode { replicas: i32 },
 }
 
-pub fn step(current: Option<&StatefulSet>, next: Mode) -> Step {
+pub(crate) fn step(current: Option<&StatefulSet>, next: Mode) -> Step {
     let Some(sts) = current else {
         return Step::Nothing;
     };

@@ -1,6 +1,10 @@
 //! The ConfigMirror custom resource: a superset of the Go reference's CRD
 //! (same group, version and kind), generated from these types by `crdgen`.
 
+// The CRD derives emit copies of these types where `unreachable_pub`
+// cannot see that they are exported: every type here is public API.
+#![allow(unreachable_pub)]
+
 pub mod keys;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};

@@ -26,10 +26,10 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-pub use report::*;
+pub(crate) use report::*;
 
 /// `http://<ip>:<port>/readyz`, with IPv6 addresses in brackets.
-pub fn readyz_url(ip: &str, port: u16) -> Result<String, String> {
+pub(crate) fn readyz_url(ip: &str, port: u16) -> Result<String, String> {
     let ip: IpAddr = ip
         .parse()
         .map_err(|_| format!("pod IP {ip:?} is not an address"))?;

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Failing mirrors listed one by one; the rest are counted.
-pub const MAX_MIRRORS_LISTED: usize = 20;
+pub(crate) const MAX_MIRRORS_LISTED: usize = 20;
 
 /// An operator pod as the check sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodState {
+pub(crate) struct PodState {
     pub name: String,
     /// `status.phase` (`Pending`, `Running`, ...), empty when unknown.
     pub phase: String,
@@ -21,7 +21,7 @@ pub struct PodState {
 
 /// The answer of one pod's `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// An HTTP answer: its status code and (the start of) its body.
     Answered { code: u16, body: String },
     /// No HTTP answer: refused, timed out, no address.
@@ -30,7 +30,7 @@ pub enum Probe {
 
 /// A ConfigMirror as the check sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MirrorState {
+pub(crate) struct MirrorState {
     pub namespace: String,
     pub name: String,
     /// `status.shard.member`, if any.
@@ -41,7 +41,7 @@ pub struct MirrorState {
 
 /// Everything one attempt observed.
 #[derive(Debug, Clone)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// The pods the selector matched, or why they could not be listed.
     pub pods: Result<Vec<PodState>, String>,
     /// `/readyz` per pod name (pods without an IP are absent).
@@ -52,14 +52,14 @@ pub struct Observed {
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub check: String,
     pub ok: bool,
     pub detail: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub outcomes: Vec<Outcome>,
 }
 
@@ -72,11 +72,11 @@ impl Report {
         });
     }
 
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         !self.outcomes.is_empty() && self.outcomes.iter().all(|o| o.ok)
     }
 
-    pub fn failures(&self) -> impl Iterator<Item = &Outcome> {
+    pub(crate) fn failures(&self) -> impl Iterator<Item = &Outcome> {
         self.outcomes.iter().filter(|o| !o.ok)
     }
 }
@@ -103,7 +103,7 @@ impl fmt::Display for Report {
 
 /// Judges one attempt. `sharding`: each mirror's member must be one of the
 /// pods (not only non-empty).
-pub fn evaluate(observed: &Observed, selector: &str, sharding: bool) -> Report {
+pub(crate) fn evaluate(observed: &Observed, selector: &str, sharding: bool) -> Report {
     let mut report = Report::default();
     let pods = judge_pods(observed, selector, &mut report);
     judge_probes(observed, pods, &mut report);

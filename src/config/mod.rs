@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use run_args::RunArgs;
+pub(crate) use run_args::RunArgs;
 
 use crate::store::credentials::parse_secret_ref;
 use crate::store::databases::DefaultDatabase;
@@ -65,7 +65,7 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    pub fn default_database(&self) -> Result<DefaultDatabase, crate::store::Error> {
+    pub(crate) fn default_database(&self) -> Result<DefaultDatabase, crate::store::Error> {
         if let Some(url) = &self.database_url {
             let options = sqlx::postgres::PgConnectOptions::from_str(url)
                 .map_err(|e| crate::store::Error::SecretInvalid(format!("--database-url: {e}")))?
@@ -150,7 +150,7 @@ pub struct PrepareUpgradeArgs {
 }
 
 /// `45s`, `30m`, `12h`, `90d`, or plain seconds.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
     let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => value.split_at(i),

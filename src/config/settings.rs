@@ -8,7 +8,7 @@ impl RunArgs {
     /// The member name: `--member-name`, else the host name with a random
     /// suffix, drawn anew on every call (two processes on one host never
     /// share a name). `run` calls it once and passes the name along.
-    pub fn member(&self) -> String {
+    pub(crate) fn member(&self) -> String {
         self.member_name
             .clone()
             .filter(|m| !m.is_empty())
@@ -24,21 +24,21 @@ impl RunArgs {
             })
     }
 
-    pub fn excluded(&self) -> Vec<String> {
+    pub(crate) fn excluded(&self) -> Vec<String> {
         let mut all = self.excluded_namespaces.clone();
         all.push(self.namespace.clone());
         all
     }
 
-    pub fn resync(&self) -> Duration {
+    pub(crate) fn resync(&self) -> Duration {
         Duration::from_secs(self.resync_seconds.max(1))
     }
 
-    pub fn stuck_after(&self) -> Duration {
+    pub(crate) fn stuck_after(&self) -> Duration {
         Duration::from_secs(self.stuck_after_seconds.max(1))
     }
 
-    pub fn timing(&self) -> crate::shard::Timing {
+    pub(crate) fn timing(&self) -> crate::shard::Timing {
         let s = |v: f64| Duration::from_secs_f64(v.max(0.05));
         crate::shard::Timing {
             heartbeat: s(self.heartbeat_seconds),
@@ -52,20 +52,20 @@ impl RunArgs {
         }
     }
 
-    pub fn deadlines(&self) -> crate::store::Deadlines {
+    pub(crate) fn deadlines(&self) -> crate::store::Deadlines {
         crate::store::Deadlines::from_statement(Duration::from_secs_f64(
             self.database_timeout_seconds.max(0.1),
         ))
     }
 
-    pub fn persistence_limits(&self) -> crate::persistence::Limits {
+    pub(crate) fn persistence_limits(&self) -> crate::persistence::Limits {
         crate::persistence::Limits {
             concurrency: self.persistence_concurrency.max(1),
             per_database: self.persistence_per_database.max(1),
         }
     }
 
-    pub fn retention(&self) -> crate::store::persist::Retention {
+    pub(crate) fn retention(&self) -> crate::store::persist::Retention {
         crate::store::persist::Retention {
             max_age: self.revision_max_age,
             max_per_configmap: self.revision_max_per_configmap,

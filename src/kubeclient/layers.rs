@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 
 /// A token bucket: `qps` tokens per second, at most `burst` saved up.
 #[derive(Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     interval: Duration,
     burst: u32,
     /// When the next token is free; `None` while the bucket is full.
@@ -21,7 +21,7 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn new(qps: f64, burst: u32) -> Self {
+    pub(crate) fn new(qps: f64, burst: u32) -> Self {
         Self {
             interval: Duration::from_secs_f64(1.0 / qps),
             burst: burst.max(1),
@@ -30,7 +30,7 @@ impl TokenBucket {
     }
 
     /// Takes a token; returns how long to wait until it may be used.
-    pub fn reserve(&self) -> Duration {
+    pub(crate) fn reserve(&self) -> Duration {
         let now = Instant::now();
         let mut next = self.next_free.lock().unwrap();
         let earliest = now
@@ -43,10 +43,10 @@ impl TokenBucket {
 }
 
 #[derive(Clone)]
-pub struct RateLimitLayer(Option<Arc<TokenBucket>>);
+pub(crate) struct RateLimitLayer(Option<Arc<TokenBucket>>);
 
 impl RateLimitLayer {
-    pub fn new(qps: f64, burst: u32) -> Self {
+    pub(crate) fn new(qps: f64, burst: u32) -> Self {
         Self((qps > 0.0).then(|| Arc::new(TokenBucket::new(qps, burst))))
     }
 }
@@ -63,7 +63,7 @@ impl<S> Layer<S> for RateLimitLayer {
     }
 }
 
-pub struct RateLimited<S> {
+pub(crate) struct RateLimited<S> {
     inner: S,
     bucket: Option<Arc<TokenBucket>>,
     sleep: Option<Pin<Box<Sleep>>>,
@@ -106,7 +106,7 @@ where
 /// Counts requests by response code and method, as client-go's
 /// `rest_client_requests_total` does.
 #[derive(Clone)]
-pub struct RequestMetricsLayer;
+pub(crate) struct RequestMetricsLayer;
 
 impl<S> Layer<S> for RequestMetricsLayer {
     type Service = RequestMetrics<S>;
@@ -115,7 +115,7 @@ impl<S> Layer<S> for RequestMetricsLayer {
     }
 }
 
-pub struct RequestMetrics<S>(S);
+pub(crate) struct RequestMetrics<S>(S);
 
 impl<S, B, RB> Service<Request<B>> for RequestMetrics<S>
 where

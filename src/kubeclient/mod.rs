@@ -14,8 +14,8 @@ use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-pub use layers::{RateLimitLayer, RequestMetricsLayer, TokenBucket};
-pub use write_deadline::{IN_TRANSIT, WriteDeadline, WriteGateLayer, WriteRefused};
+pub(crate) use layers::{RateLimitLayer, RequestMetricsLayer};
+pub(crate) use write_deadline::{IN_TRANSIT, WriteDeadline, WriteGateLayer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,7 +35,7 @@ pub enum Error {
 }
 
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
+pub(crate) struct ClientOptions {
     pub kubeconfig: Option<PathBuf>,
     pub user_agent: String,
     /// Requests per second, 0 for no client-side limit.
@@ -46,7 +46,7 @@ pub struct ClientOptions {
 }
 
 /// `configmirror/<version> member/<name>`.
-pub fn user_agent(member: &str) -> String {
+pub(crate) fn user_agent(member: &str) -> String {
     format!("configmirror/{} member/{member}", crate::VERSION)
 }
 
@@ -70,7 +70,10 @@ pub async fn load_config(kubeconfig: Option<&PathBuf>) -> Result<Config, Error> 
 
 /// The client of a one-shot subcommand (`check`, `prepare-upgrade`), whose
 /// user agent names it as the member.
-pub async fn for_command(kubeconfig: Option<PathBuf>, command: &str) -> Result<Client, Error> {
+pub(crate) async fn for_command(
+    kubeconfig: Option<PathBuf>,
+    command: &str,
+) -> Result<Client, Error> {
     build(&ClientOptions {
         kubeconfig,
         user_agent: user_agent(command),
@@ -81,7 +84,7 @@ pub async fn for_command(kubeconfig: Option<PathBuf>, command: &str) -> Result<C
     .await
 }
 
-pub async fn build(options: &ClientOptions) -> Result<Client, Error> {
+pub(crate) async fn build(options: &ClientOptions) -> Result<Client, Error> {
     let mut config = load_config(options.kubeconfig.as_ref()).await?;
     with_user_agent(&mut config, &options.user_agent)?;
     Ok(

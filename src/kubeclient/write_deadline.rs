@@ -16,12 +16,12 @@ use tower::{Layer, Service};
 /// rate limit (a check before that wait could be seconds old by the time
 /// the request goes out). Unlimited for a process that needs none.
 #[derive(Debug)]
-pub struct WriteDeadline(Mutex<Limit>);
+pub(crate) struct WriteDeadline(Mutex<Limit>);
 
 /// How long a write may take from leaving this process to reaching the API
 /// server on a busy node (measured here: up to ~150 ms with both cores
 /// saturated); writes stop this much before the deadline.
-pub const IN_TRANSIT: Duration = Duration::from_millis(250);
+pub(crate) const IN_TRANSIT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy)]
 enum Limit {
@@ -30,18 +30,19 @@ enum Limit {
 }
 
 impl WriteDeadline {
-    pub fn unlimited() -> Self {
+    pub(crate) fn unlimited() -> Self {
         Self(Mutex::new(Limit::Unlimited))
     }
 
     /// No write until `extend` or `set` says otherwise.
-    pub fn closed() -> Self {
+    #[cfg(test)]
+    pub(crate) fn closed() -> Self {
         Self(Mutex::new(Limit::Until(None)))
     }
 
     /// Whether a write may leave now: at least `IN_TRANSIT` before the
     /// deadline, so that it has reached the API server by then.
-    pub fn holds(&self) -> bool {
+    pub(crate) fn holds(&self) -> bool {
         match *self.0.lock().unwrap() {
             Limit::Unlimited => true,
             Limit::Until(until) => {
@@ -51,12 +52,12 @@ impl WriteDeadline {
     }
 
     /// Writes may go on until `until` (`None`: no more writes).
-    pub fn set(&self, until: Option<std::time::Instant>) {
+    pub(crate) fn set(&self, until: Option<std::time::Instant>) {
         *self.0.lock().unwrap() = Limit::Until(until);
     }
 
     /// Writes may go on until `until`, or later if already allowed.
-    pub fn extend(&self, until: std::time::Instant) {
+    pub(crate) fn extend(&self, until: std::time::Instant) {
         let mut limit = self.0.lock().unwrap();
         *limit = match *limit {
             Limit::Until(Some(u)) => Limit::Until(Some(u.max(until))),
@@ -65,7 +66,8 @@ impl WriteDeadline {
     }
 
     /// Whether the deadline has passed (`false` when unlimited).
-    pub fn expired(&self, now: std::time::Instant) -> bool {
+    #[cfg(test)]
+    pub(crate) fn expired(&self, now: std::time::Instant) -> bool {
         match *self.0.lock().unwrap() {
             Limit::Unlimited => false,
             Limit::Until(until) => until.is_none_or(|u| now >= u),
@@ -76,13 +78,13 @@ impl WriteDeadline {
 /// Refused by the write deadline: the request never left.
 #[derive(Debug, thiserror::Error)]
 #[error("not sent: this process's write deadline has passed (lease not renewed in time)")]
-pub struct WriteRefused;
+pub(crate) struct WriteRefused;
 
 /// Refuses ConfigMap and ConfigMirror writes once the deadline has passed.
 /// Reads, Leases and Events pass: they are how a process learns and says
 /// that it lost its lease.
 #[derive(Clone)]
-pub struct WriteGateLayer(pub(super) Option<Arc<WriteDeadline>>);
+pub(crate) struct WriteGateLayer(pub(super) Option<Arc<WriteDeadline>>);
 
 impl<S> Layer<S> for WriteGateLayer {
     type Service = WriteGate<S>;
@@ -94,7 +96,7 @@ impl<S> Layer<S> for WriteGateLayer {
     }
 }
 
-pub struct WriteGate<S> {
+pub(crate) struct WriteGate<S> {
     inner: S,
     deadline: Option<Arc<WriteDeadline>>,
 }

@@ -25,7 +25,7 @@ use crate::watches::{Trigger, TriggerSender};
 
 /// What to do with a mirror's rows.
 #[derive(Clone)]
-pub enum Work {
+pub(crate) enum Work {
     /// Make the rows equal these sources.
     Sync(Vec<Arc<SourceConfigMap>>),
     /// The mirror is being deleted: its rows go (each deletion recorded).
@@ -33,7 +33,7 @@ pub enum Work {
 }
 
 #[derive(Clone)]
-pub struct Job {
+pub(crate) struct Job {
     pub mirror: MirrorIdentity,
     pub database: Option<DatabaseSpec>,
     pub work: Work,
@@ -47,7 +47,7 @@ pub struct Job {
 
 /// How the last job of a mirror ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Persistence is off for this mirror.
     Off,
     /// The rows equal the sources; `changed` when this job wrote any.
@@ -64,7 +64,7 @@ pub enum Outcome {
 
 /// What this process last wrote for a mirror: database identity and the
 /// hash of each (namespace, name) row.
-pub type WrittenRows = (String, HashMap<(String, String), String>);
+pub(crate) type WrittenRows = (String, HashMap<(String, String), String>);
 
 #[derive(Default)]
 struct MirrorRows {
@@ -87,7 +87,7 @@ struct MirrorRows {
 
 /// What status needs to know of a mirror's rows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Report {
+pub(crate) struct Report {
     pub outcome: Option<Outcome>,
     pub last_change: Option<Time>,
     /// A job is queued or running: the outcome may be about to change.
@@ -109,14 +109,14 @@ fn is_news(before: Option<&Outcome>, after: &Outcome) -> bool {
 
 /// Limits of the queue.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Jobs running at once, over all databases.
     pub concurrency: usize,
     /// Jobs running at once on one database.
     pub per_database: usize,
 }
 
-pub struct Persistence {
+pub(crate) struct Persistence {
     databases: Arc<Databases>,
     mirrors: Mutex<HashMap<String, MirrorRows>>,
     running: Semaphore,
@@ -126,7 +126,11 @@ pub struct Persistence {
 }
 
 impl Persistence {
-    pub fn new(databases: Arc<Databases>, limits: Limits, triggers: TriggerSender) -> Arc<Self> {
+    pub(crate) fn new(
+        databases: Arc<Databases>,
+        limits: Limits,
+        triggers: TriggerSender,
+    ) -> Arc<Self> {
         Arc::new(Self {
             databases,
             mirrors: Mutex::new(HashMap::new()),
@@ -137,13 +141,9 @@ impl Persistence {
         })
     }
 
-    pub fn databases(&self) -> &Arc<Databases> {
-        &self.databases
-    }
-
     /// Queues `job` (replacing a queued one of the same mirror) and returns
     /// at once.
-    pub fn submit(self: &Arc<Self>, job: Job) {
+    pub(crate) fn submit(self: &Arc<Self>, job: Job) {
         let uid = job.mirror.uid.clone();
         let start = {
             let mut mirrors = self.mirrors.lock().unwrap();
@@ -159,7 +159,7 @@ impl Persistence {
     }
 
     /// What status should say of a mirror's rows.
-    pub fn report(&self, uid: &str) -> Report {
+    pub(crate) fn report(&self, uid: &str) -> Report {
         let mirrors = self.mirrors.lock().unwrap();
         match mirrors.get(uid) {
             Some(m) => Report {
@@ -178,7 +178,7 @@ impl Persistence {
     }
 
     /// How many rows this process last wrote for a mirror, if it knows.
-    pub fn known_rows(&self, uid: &str) -> Option<usize> {
+    pub(crate) fn known_rows(&self, uid: &str) -> Option<usize> {
         let mirrors = self.mirrors.lock().unwrap();
         let entry = mirrors.get(uid)?;
         entry
@@ -189,7 +189,7 @@ impl Persistence {
     }
 
     /// Forgets a mirror (deleted, or moved to another member).
-    pub fn forget(&self, uid: &str) {
+    pub(crate) fn forget(&self, uid: &str) {
         let mut mirrors = self.mirrors.lock().unwrap();
         if let Some(m) = mirrors.get_mut(uid) {
             if m.running {
@@ -205,7 +205,7 @@ impl Persistence {
 
     /// Forgets every mirror not in `owned` (a sharded member's released
     /// mirrors, mirrors removed without our finalizer).
-    pub fn retain(&self, owned: &std::collections::HashSet<String>) {
+    pub(crate) fn retain(&self, owned: &std::collections::HashSet<String>) {
         let gone: Vec<String> = self
             .mirrors
             .lock()
@@ -304,7 +304,7 @@ impl Persistence {
 
     /// Closes idle tenant pools and drops the limits of databases no
     /// longer in use.
-    pub fn close_idle(&self, idle: Duration) {
+    pub(crate) fn close_idle(&self, idle: Duration) {
         if self.databases.close_idle(idle) > 0 {
             self.per_database
                 .lock()

@@ -20,16 +20,8 @@ pub struct ReplicaContent {
 }
 
 impl ReplicaContent {
-    pub fn of(cm: &ConfigMap) -> Self {
-        Self {
-            data: cm.data.clone().unwrap_or_default(),
-            binary_data: cm.binary_data.clone().unwrap_or_default(),
-            immutable: cm.immutable.unwrap_or(false),
-        }
-    }
-
     /// Takes the content out of `cm` without copying it.
-    pub fn take(cm: &mut ConfigMap) -> Self {
+    pub(crate) fn take(cm: &mut ConfigMap) -> Self {
         Self {
             data: cm.data.take().unwrap_or_default(),
             binary_data: cm.binary_data.take().unwrap_or_default(),
@@ -45,7 +37,7 @@ pub struct JsonText(Arc<RawValue>);
 static EMPTY_OBJECT: LazyLock<JsonText> = LazyLock::new(|| JsonText::of(&serde_json::Map::new()));
 
 impl JsonText {
-    pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Self {
+    pub(crate) fn of<T: serde::Serialize + ?Sized>(value: &T) -> Self {
         let text = serde_json::to_string(value).expect("maps of strings serialize");
         Self(Arc::from(
             RawValue::from_string(text).expect("serde_json wrote valid JSON"),
@@ -53,28 +45,25 @@ impl JsonText {
     }
 
     /// `{}`, shared.
-    pub fn empty_object() -> Self {
+    pub(crate) fn empty_object() -> Self {
         EMPTY_OBJECT.clone()
     }
 
-    pub fn raw(&self) -> &RawValue {
+    pub(crate) fn raw(&self) -> &RawValue {
         &self.0
     }
 
-    pub fn get(&self) -> &str {
+    pub(crate) fn get(&self) -> &str {
         self.0.get()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.get().len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.get().is_empty()
-    }
-
     /// Whether both share one allocation (no copy was made).
-    pub fn shares(&self, other: &JsonText) -> bool {
+    #[cfg(test)]
+    pub(crate) fn shares(&self, other: &JsonText) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 }
@@ -105,7 +94,7 @@ pub struct SourceContent {
 }
 
 impl SourceContent {
-    pub fn of(content: &ReplicaContent) -> Self {
+    pub(crate) fn of(content: &ReplicaContent) -> Self {
         Self {
             data: (!content.data.is_empty()).then(|| JsonText::of(&content.data)),
             binary_data: (!content.binary_data.is_empty())
@@ -122,7 +111,7 @@ impl SourceContent {
 
     /// The maps back, for the rare caller that needs them as maps (a row
     /// with U+0000 values, tests).
-    pub fn decode(&self) -> ReplicaContent {
+    pub(crate) fn decode(&self) -> ReplicaContent {
         fn parse<T: serde::de::DeserializeOwned + Default>(json: &Option<JsonText>) -> T {
             json.as_ref()
                 .map(|j| serde_json::from_str(j.get()).expect("we serialized it"))

@@ -16,7 +16,7 @@ pub fn content_hash(content: &ReplicaContent) -> String {
 }
 
 /// `content_hash` of a whole object, without copying its content.
-pub fn configmap_hash(cm: &ConfigMap) -> String {
+pub(crate) fn configmap_hash(cm: &ConfigMap) -> String {
     let (empty_data, empty_binary) = (BTreeMap::new(), BTreeMap::new());
     hash_parts(
         cm.data.as_ref().unwrap_or(&empty_data),
@@ -52,7 +52,7 @@ fn hash_parts(
 /// The hash of a persisted row: the content hash plus the source's labels
 /// and annotations, so a label-only change updates the row (and adds a
 /// revision) though it writes no replica.
-pub fn row_hash(
+pub(crate) fn row_hash(
     content_hash: &str,
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
@@ -73,7 +73,7 @@ pub fn row_hash(
     hex(&h.finalize())
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -3,13 +3,13 @@
 //! No client, no clock: everything the reconciler decides is decided here
 //! and unit-tested without an API server.
 
-pub mod content;
+pub(crate) mod content;
 pub mod hash;
 pub mod model;
 pub mod replica;
 pub mod selector;
-pub mod spec;
-pub mod targets;
+pub(crate) mod spec;
+pub(crate) mod targets;
 
 #[cfg(test)]
 mod tests;
@@ -63,7 +63,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         match self {
             Action::Create(t)
             | Action::Update { target: t, .. }
@@ -72,7 +72,7 @@ impl Action {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Action::Create(t)
             | Action::Update { target: t, .. }
@@ -82,7 +82,7 @@ impl Action {
     }
 
     /// The metric label of the write.
-    pub fn op(&self) -> &'static str {
+    pub(crate) fn op(&self) -> &'static str {
         match self {
             Action::Create(_) => "create",
             Action::Update { .. } => "update",
@@ -138,7 +138,7 @@ pub struct PlanInput<'a> {
 }
 
 /// Selects the sources a spec replicates, sorted by name.
-pub fn select_sources(
+pub(crate) fn select_sources(
     spec: &ValidSpec,
     candidates: &[Arc<SourceConfigMap>],
 ) -> Vec<Arc<SourceConfigMap>> {
@@ -263,7 +263,7 @@ fn plan_orphans(
 }
 
 /// Everything to delete when the mirror itself is deleted.
-pub fn plan_cleanup<'a>(
+pub(crate) fn plan_cleanup<'a>(
     mirror: &MirrorIdentity,
     replicas: impl IntoIterator<Item = &'a ReplicaMeta>,
 ) -> Vec<Action> {

@@ -36,7 +36,7 @@ impl SourceConfigMap {
 
     /// From an object the caller gives up: its maps are hashed and
     /// serialized, then dropped, never copied.
-    pub fn from_owned(mut cm: ConfigMap) -> Self {
+    pub(crate) fn from_owned(mut cm: ConfigMap) -> Self {
         let content = ReplicaContent::take(&mut cm);
         let meta = cm.metadata;
         Self {
@@ -53,13 +53,13 @@ impl SourceConfigMap {
     }
 
     /// `<namespace>/<name>`, as replicas' source annotation spells it.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 
     /// Whether this ConfigMap may be a source at all: never a replica (no
     /// chains or loops) and never one Kubernetes itself manages.
-    pub fn eligible(&self) -> bool {
+    pub(crate) fn eligible(&self) -> bool {
         !keys::KUBERNETES_MANAGED_CONFIGMAPS.contains(&self.name.as_str())
             && self.labels.get(keys::MANAGED_BY).map(String::as_str) != Some(keys::MANAGED_BY_VALUE)
     }
@@ -94,7 +94,7 @@ impl ReplicaMeta {
 
     /// From metadata and an already known content hash (our own writes:
     /// we know what we wrote and need not hash it again).
-    pub fn from_parts(meta: &ObjectMeta, actual_hash: String, immutable: bool) -> Self {
+    pub(crate) fn from_parts(meta: &ObjectMeta, actual_hash: String, immutable: bool) -> Self {
         let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k)).cloned();
         let annotation = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k)).cloned();
         Self {
@@ -140,7 +140,7 @@ pub struct ReplicaIndex {
 /// Whether resourceVersion `a` is older than `b`. Kubernetes calls them
 /// opaque, but they are etcd revisions; when either is not a number we
 /// cannot tell and say no, which at worst costs a precondition failure.
-pub fn older(a: &str, b: &str) -> bool {
+pub(crate) fn older(a: &str, b: &str) -> bool {
     match (a.parse::<u64>(), b.parse::<u64>()) {
         (Ok(a), Ok(b)) => a < b,
         _ => false,
@@ -148,11 +148,14 @@ pub fn older(a: &str, b: &str) -> bool {
 }
 
 impl ReplicaIndex {
-    pub fn get(&self, namespace: &str, name: &str) -> Option<&ReplicaMeta> {
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<&ReplicaMeta> {
         self.by_namespace.get(namespace)?.get(name)
     }
 
-    pub fn owned_by<'a>(&'a self, mirror_uid: &str) -> impl Iterator<Item = &'a ReplicaMeta> + 'a {
+    pub(crate) fn owned_by<'a>(
+        &'a self,
+        mirror_uid: &str,
+    ) -> impl Iterator<Item = &'a ReplicaMeta> + 'a {
         self.by_mirror
             .get(mirror_uid)
             .into_iter()
@@ -160,16 +163,8 @@ impl ReplicaIndex {
             .filter_map(|(ns, name)| self.get(ns, name))
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &ReplicaMeta> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &ReplicaMeta> {
         self.by_namespace.values().flat_map(HashMap::values)
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_namespace.values().map(HashMap::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_namespace.values().all(HashMap::is_empty)
     }
 
     fn remove(&mut self, namespace: &str, name: &str) -> Option<ReplicaMeta> {
@@ -213,7 +208,7 @@ impl ReplicaIndex {
 
     /// Removes a replica. `resource_version` is its last version: events
     /// carrying it or an older one arrive late and are ignored.
-    pub fn forget(&mut self, namespace: &str, name: &str, resource_version: &str) {
+    pub(crate) fn forget(&mut self, namespace: &str, name: &str, resource_version: &str) {
         let key = (namespace.to_string(), name.to_string());
         if let Some(current) = self.get(namespace, name)
             && older(resource_version, &current.resource_version)
@@ -226,14 +221,14 @@ impl ReplicaIndex {
     }
 
     /// Forgets every replica of one mirror (a sharded member lost it).
-    pub fn drop_mirror(&mut self, mirror_uid: &str) {
+    pub(crate) fn drop_mirror(&mut self, mirror_uid: &str) {
         for (ns, name) in self.by_mirror.remove(mirror_uid).into_iter().flatten() {
             self.remove(&ns, &name);
         }
     }
 
     /// Replaces everything after a fresh list.
-    pub fn reset(&mut self, metas: impl IntoIterator<Item = ReplicaMeta>) {
+    pub(crate) fn reset(&mut self, metas: impl IntoIterator<Item = ReplicaMeta>) {
         self.by_namespace.clear();
         self.by_mirror.clear();
         self.tombstones.clear();

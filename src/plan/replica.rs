@@ -17,18 +17,18 @@ pub struct MirrorIdentity {
 }
 
 impl MirrorIdentity {
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 
     /// The Go reference's owner label value for this mirror.
-    pub fn reference_owner(&self) -> String {
+    pub(crate) fn reference_owner(&self) -> String {
         format!("{}.{}", self.namespace, self.name)
     }
 }
 
 /// The labels every replica of `mirror` carries.
-pub fn replica_labels(mirror: &MirrorIdentity) -> BTreeMap<String, String> {
+pub(crate) fn replica_labels(mirror: &MirrorIdentity) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             keys::MANAGED_BY.to_string(),
@@ -38,7 +38,7 @@ pub fn replica_labels(mirror: &MirrorIdentity) -> BTreeMap<String, String> {
     ])
 }
 
-pub fn replica_annotations(
+pub(crate) fn replica_annotations(
     mirror: &MirrorIdentity,
     source: &SourceConfigMap,
 ) -> BTreeMap<String, String> {
@@ -103,7 +103,7 @@ struct ReplicaBody<'a> {
 
 /// `desired_configmap` as a request body, embedding the source's
 /// pre-serialized content instead of copying it per target.
-pub fn replica_body(
+pub(crate) fn replica_body(
     mirror: &MirrorIdentity,
     source: &SourceConfigMap,
     namespace: &str,
@@ -122,7 +122,11 @@ pub fn replica_body(
 
 /// Whether an existing replica already is exactly what `desired_configmap`
 /// would write: same content and the same marks.
-pub fn in_sync(replica: &ReplicaMeta, mirror: &MirrorIdentity, source: &SourceConfigMap) -> bool {
+pub(crate) fn in_sync(
+    replica: &ReplicaMeta,
+    mirror: &MirrorIdentity,
+    source: &SourceConfigMap,
+) -> bool {
     replica.actual_hash == source.content_hash
         && replica.recorded_hash.as_deref() == Some(source.content_hash.as_str())
         && replica.mirror_uid.as_deref() == Some(mirror.uid.as_str())

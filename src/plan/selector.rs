@@ -23,7 +23,7 @@ pub struct Selector(Vec<Requirement>);
 pub struct SelectorError(pub String);
 
 impl Selector {
-    pub fn everything() -> Self {
+    pub(crate) fn everything() -> Self {
         Self::default()
     }
 
@@ -74,7 +74,7 @@ impl Selector {
         Ok(Self(reqs))
     }
 
-    pub fn is_everything(&self) -> bool {
+    pub(crate) fn is_everything(&self) -> bool {
         self.0.is_empty()
     }
 
@@ -89,7 +89,7 @@ impl Selector {
 
     /// Adds a requirement that `key` is not `value` (objects without the
     /// label match): how source watches leave replicas out.
-    pub fn and_not(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn and_not(mut self, key: &str, value: &str) -> Self {
         self.0.push(Requirement::NotIn(
             key.into(),
             BTreeSet::from([value.into()]),
@@ -168,7 +168,7 @@ fn check_value(key: &str, value: &str) -> Result<(), SelectorError> {
 }
 
 /// A DNS-1123 label, what namespace names must be.
-pub fn is_dns1123_label(s: &str) -> bool {
+pub(crate) fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63

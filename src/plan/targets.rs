@@ -16,7 +16,7 @@ pub struct TargetPolicy {
 }
 
 impl TargetPolicy {
-    pub fn new(excluded: impl IntoIterator<Item = String>) -> Self {
+    pub(crate) fn new(excluded: impl IntoIterator<Item = String>) -> Self {
         Self {
             excluded: excluded.into_iter().collect(),
         }
@@ -37,12 +37,12 @@ pub struct ResolvedTargets {
 }
 
 impl ResolvedTargets {
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.present.len() + self.missing.len()
     }
 }
 
-pub fn resolve(
+pub(crate) fn resolve(
     spec: &ValidSpec,
     namespaces: &Namespaces,
     policy: &TargetPolicy,

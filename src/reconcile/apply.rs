@@ -3,7 +3,7 @@
 //! on every update and delete, and never a write to a ConfigMap the mirror
 //! does not own. Each write is decided by `write` against a `ReplicaApi`.
 
-pub mod fair;
+pub(crate) mod fair;
 mod write;
 
 #[cfg(test)]
@@ -19,12 +19,12 @@ use crate::telemetry::names;
 
 pub(crate) use write::{Done, Effects, Writer};
 
-pub const FIELD_MANAGER: &str = "configmirror";
+pub(crate) const FIELD_MANAGER: &str = "configmirror";
 
 /// A replica write the API server refused, with its cause.
 #[derive(Debug, thiserror::Error)]
 #[error("{op} {namespace}/{name} failed: {source}")]
-pub struct Failure {
+pub(crate) struct Failure {
     pub namespace: String,
     pub name: String,
     pub op: &'static str,
@@ -34,7 +34,7 @@ pub struct Failure {
 
 /// What applying a plan did.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// (source name, namespace) now holding an in-sync replica we wrote.
     pub written: Vec<(String, String)>,
     pub deleted: Vec<(String, String, DeleteReason)>,
@@ -102,7 +102,7 @@ impl Effects for Live<'_> {
 }
 
 #[instrument(level = "debug", skip_all, fields(actions = actions.len()))]
-pub async fn apply(ctx: &Context, mirror: &MirrorIdentity, actions: Vec<Action>) -> Outcome {
+pub(crate) async fn apply(ctx: &Context, mirror: &MirrorIdentity, actions: Vec<Action>) -> Outcome {
     if actions.is_empty() {
         return Outcome::default();
     }

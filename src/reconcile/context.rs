@@ -14,11 +14,11 @@ use crate::telemetry::liveness::Liveness;
 use crate::watches::{NamespaceCache, ReplicaCache, SourceCache};
 
 use super::apply::fair::{ReconcileSlots, WriteBudget};
-pub use super::state::Memory;
+pub(crate) use super::state::Memory;
 
 /// Tunables of the controller, from the command line.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub policy: TargetPolicy,
     pub adopt_reference_replicas: bool,
     /// Replica writes in flight at once, over all mirrors.
@@ -51,7 +51,7 @@ impl Default for Settings {
     }
 }
 
-pub struct Context {
+pub(crate) struct Context {
     pub client: Client,
     pub settings: Settings,
     pub scope: Scope,
@@ -72,7 +72,7 @@ pub struct Context {
 
 /// Exponential backoff with ±20 % jitter, so failing mirrors do not retry in
 /// lockstep.
-pub fn backoff(failures: u32, base: Duration, max: Duration) -> Duration {
+pub(crate) fn backoff(failures: u32, base: Duration, max: Duration) -> Duration {
     let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
     let capped = exp.min(max);
     let jitter = 0.8 + rand::random::<f64>() * 0.4;

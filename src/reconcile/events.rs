@@ -59,7 +59,7 @@ pub(crate) async fn publish_on(
     }
 }
 
-pub async fn conflicts(ctx: &Context, mirror: &ConfigMirror, new: &[&Conflict]) {
+pub(crate) async fn conflicts(ctx: &Context, mirror: &ConfigMirror, new: &[&Conflict]) {
     let Some(first) = new.first() else { return };
     let note = if new.len() == 1 {
         describe_conflict(first)
@@ -81,7 +81,7 @@ pub async fn conflicts(ctx: &Context, mirror: &ConfigMirror, new: &[&Conflict]) 
     .await;
 }
 
-pub async fn failures(ctx: &Context, mirror: &ConfigMirror, failures: &[Failure]) {
+pub(crate) async fn failures(ctx: &Context, mirror: &ConfigMirror, failures: &[Failure]) {
     let Some(f) = failures.first() else { return };
     let note = format!(
         "{} replica writes failed; first: {} {}/{}: {}. Retrying with backoff.",
@@ -102,7 +102,12 @@ pub async fn failures(ctx: &Context, mirror: &ConfigMirror, failures: &[Failure]
     .await;
 }
 
-pub async fn created(ctx: &Context, mirror: &ConfigMirror, written: usize, namespaces: usize) {
+pub(crate) async fn created(
+    ctx: &Context,
+    mirror: &ConfigMirror,
+    written: usize,
+    namespaces: usize,
+) {
     let note = format!("wrote {written} replicas into {namespaces} namespaces");
     publish(
         ctx,
@@ -115,7 +120,7 @@ pub async fn created(ctx: &Context, mirror: &ConfigMirror, written: usize, names
     .await;
 }
 
-pub async fn replicas_deleted(
+pub(crate) async fn replicas_deleted(
     ctx: &Context,
     mirror: &ConfigMirror,
     deleted: &[(String, String, DeleteReason)],
@@ -146,7 +151,7 @@ pub async fn replicas_deleted(
     .await;
 }
 
-pub async fn invalid_spec(ctx: &Context, mirror: &ConfigMirror, error: &SpecError) {
+pub(crate) async fn invalid_spec(ctx: &Context, mirror: &ConfigMirror, error: &SpecError) {
     let note = format!("{error}. Nothing is replicated until the spec is fixed.");
     publish(
         ctx,

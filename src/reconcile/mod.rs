@@ -1,17 +1,17 @@
 //! The controller: read → validate → plan → apply → persist → report, per
 //! ConfigMirror (`sync`), or the finalizer's cleanup of a deleted one.
 
-pub mod apply;
-pub mod context;
-pub mod controller;
-pub mod events;
-pub mod finalizer;
-pub mod owned_mirrors;
-pub mod persist;
+pub(crate) mod apply;
+pub(crate) mod context;
+pub(crate) mod controller;
+pub(crate) mod events;
+pub(crate) mod finalizer;
+pub(crate) mod owned_mirrors;
+pub(crate) mod persist;
 pub(crate) mod remote;
 mod report;
 pub(crate) mod state;
-pub mod status;
+pub(crate) mod status;
 mod sync;
 
 #[cfg(test)]
@@ -26,9 +26,9 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::instrument;
 
-pub use context::{Context, Settings};
-pub use report::ReportError;
-pub use sync::ReadError;
+pub(crate) use context::{Context, Settings};
+pub(crate) use report::ReportError;
+pub(crate) use sync::ReadError;
 
 use crate::api::ConfigMirror;
 use crate::plan::MirrorIdentity;
@@ -36,7 +36,7 @@ use crate::telemetry::names;
 
 /// Why a reconcile failed: the step's own error, with its cause.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
@@ -48,7 +48,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Error::Read(e) => e.metric_label(),
             Error::Report(e) => e.metric_label(),
@@ -95,7 +95,10 @@ fn shard_fields(ctx: &Context, mirror: &ConfigMirror) -> (Option<String>, Option
     member = tracing::field::Empty,
     epoch = tracing::field::Empty,
 ))]
-pub async fn reconcile(mirror: Arc<ConfigMirror>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(
+    mirror: Arc<ConfigMirror>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     // Owned, and registered as in flight (a drain waits for it).
     let Some(in_flight) = ctx.scope.begin(&mirror) else {
         tracing::debug!(mirror = %mirror.name_any(), "not owned here now; skipped");
@@ -138,7 +141,7 @@ pub async fn reconcile(mirror: Arc<ConfigMirror>, ctx: Arc<Context>) -> Result<A
 }
 
 /// Per-object exponential backoff with jitter.
-pub fn error_policy(mirror: Arc<ConfigMirror>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(mirror: Arc<ConfigMirror>, error: &Error, ctx: Arc<Context>) -> Action {
     let uid = mirror.uid().unwrap_or_default();
     let failures = ctx.memory.failed(&uid);
     let delay = context::backoff(

@@ -36,7 +36,7 @@ const RETRY: Duration = Duration::from_secs(2);
 /// not hold up every other acquisition.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct OwnedMirrors {
+pub(crate) struct OwnedMirrors {
     /// Watch events of owned mirrors, plus the deletes and applies that
     /// follow the assignment; feed them to the reflector.
     pub events: BoxStream<'static, Event>,
@@ -44,7 +44,7 @@ pub struct OwnedMirrors {
     pub catch_up: BoxStream<'static, ObjectRef<ConfigMirror>>,
 }
 
-pub fn start(
+pub(crate) fn start(
     client: Client,
     api: Api<ConfigMirror>,
     scope: Scope,

@@ -35,7 +35,7 @@ impl RowQueue for Arc<Persistence> {
 }
 
 /// What the database step yields for status, and when to try again.
-pub struct Persisted {
+pub(crate) struct Persisted {
     pub condition: Condition,
     pub status: DatabaseStatus,
     pub retry: Option<Duration>,
@@ -66,7 +66,7 @@ fn condition(
 /// Queues the mirror's rows and returns what status should say now; `None`
 /// when persistence is off for it.
 #[instrument(level = "debug", skip_all)]
-pub fn sync(
+pub(crate) fn sync(
     ctx: &Context,
     mirror: &ConfigMirror,
     id: &MirrorIdentity,
@@ -111,7 +111,7 @@ pub(crate) fn queue(
 /// Status from the queue's report. Before the first job ends there is no
 /// outcome yet: the condition is Unknown (Pending), and a mirror whose
 /// database is silent shows Timeout as soon as a job hits its deadline.
-pub fn from_report(
+pub(crate) fn from_report(
     report: &Report,
     sources: usize,
     generation: Option<i64>,

@@ -21,7 +21,7 @@ use crate::telemetry::names;
 
 /// Why the report step failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
+pub(crate) enum ReportError {
     #[error("Kubernetes API: {0}")]
     Status(#[source] kube::Error),
     #[error("{failed} replica writes failed, first: {}", first.source)]
@@ -36,7 +36,7 @@ pub enum ReportError {
 }
 
 impl ReportError {
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             ReportError::Status(_) => "kube",
             ReportError::SyncFailed { .. } => "sync_failed",

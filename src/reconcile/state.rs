@@ -58,7 +58,7 @@ pub(crate) struct MirrorState {
 
 /// The per-mirror states, keyed by mirror UID.
 #[derive(Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     mirrors: Mutex<HashMap<String, MirrorState>>,
 }
 
@@ -77,21 +77,21 @@ impl Memory {
     }
 
     /// Counts a failed reconcile; returns how many in a row.
-    pub fn failed(&self, uid: &str) -> u32 {
+    pub(crate) fn failed(&self, uid: &str) -> u32 {
         self.with(uid, |s| {
             s.failures += 1;
             s.failures
         })
     }
 
-    pub fn succeeded(&self, uid: &str) {
+    pub(crate) fn succeeded(&self, uid: &str) {
         if let Some(s) = self.mirrors.lock().unwrap().get_mut(uid) {
             s.failures = 0;
         }
     }
 
     /// Conflicts found recently enough to be believed without looking again.
-    pub fn known_conflicts(&self, uid: &str, recheck: Duration) -> KnownConflicts {
+    pub(crate) fn known_conflicts(&self, uid: &str, recheck: Duration) -> KnownConflicts {
         let mut all = self.mirrors.lock().unwrap();
         let Some(state) = all.get_mut(uid) else {
             return KnownConflicts::new();
@@ -106,7 +106,7 @@ impl Memory {
             .collect()
     }
 
-    pub fn remember_conflict(&self, uid: &str, namespace: &str, name: &str, holder: Holder) {
+    pub(crate) fn remember_conflict(&self, uid: &str, namespace: &str, name: &str, holder: Holder) {
         self.with(uid, |s| {
             s.conflicts.insert(
                 (namespace.to_string(), name.to_string()),
@@ -117,7 +117,7 @@ impl Memory {
 
     /// The status this mirror has: ours if we wrote one the cache has not
     /// caught up with yet, else the cached one.
-    pub fn current_status(
+    pub(crate) fn current_status(
         &self,
         uid: &str,
         cached_rv: &str,
@@ -132,14 +132,19 @@ impl Memory {
         own.flatten().or_else(|| cached.cloned())
     }
 
-    pub fn wrote_status(&self, uid: &str, resource_version: String, status: ConfigMirrorStatus) {
+    pub(crate) fn wrote_status(
+        &self,
+        uid: &str,
+        resource_version: String,
+        status: ConfigMirrorStatus,
+    ) {
         self.with(uid, |s| {
             s.own_status = Some(OwnWrite::new(resource_version, status));
         });
     }
 
     /// Whether we added the finalizer at a version the cache has not reached.
-    pub fn added_finalizer(&self, uid: &str, cached_rv: &str) -> bool {
+    pub(crate) fn added_finalizer(&self, uid: &str, cached_rv: &str) -> bool {
         self.peek(uid, |s| {
             s.own_finalizer
                 .as_ref()
@@ -148,7 +153,7 @@ impl Memory {
         .unwrap_or(false)
     }
 
-    pub fn remember_finalizer(&self, uid: &str, resource_version: String) {
+    pub(crate) fn remember_finalizer(&self, uid: &str, resource_version: String) {
         self.with(uid, |s| {
             s.own_finalizer = Some(OwnWrite::new(resource_version, ()));
         });
@@ -156,7 +161,12 @@ impl Memory {
 
     /// Records this mirror's conflict count and readiness; returns the
     /// totals over all mirrors for the gauges.
-    pub fn record_outcome(&self, uid: &str, conflicts: usize, ready: bool) -> (usize, usize) {
+    pub(crate) fn record_outcome(
+        &self,
+        uid: &str,
+        conflicts: usize,
+        ready: bool,
+    ) -> (usize, usize) {
         let mut all = self.mirrors.lock().unwrap();
         let state = all.entry(uid.to_string()).or_default();
         state.conflict_count = conflicts;
@@ -165,7 +175,7 @@ impl Memory {
     }
 
     /// Forgets mirrors that are gone (deleted without our finalizer).
-    pub fn retain(&self, live: &BTreeSet<String>) {
+    pub(crate) fn retain(&self, live: &BTreeSet<String>) {
         self.mirrors
             .lock()
             .unwrap()
@@ -173,7 +183,7 @@ impl Memory {
     }
 
     /// Forgets a deleted mirror; returns the gauge totals without it.
-    pub fn forget(&self, uid: &str) -> (usize, usize) {
+    pub(crate) fn forget(&self, uid: &str) -> (usize, usize) {
         let mut all = self.mirrors.lock().unwrap();
         all.remove(uid);
         totals(&all)

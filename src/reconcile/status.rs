@@ -13,14 +13,14 @@ use crate::api::{
 };
 use crate::plan::{Conflict, Holder, ReplicaPlan, SpecError};
 
-pub const READY: &str = "Ready";
-pub const CONFLICT: &str = "Conflict";
-pub const DATABASE_SYNCED: &str = "DatabaseSynced";
+pub(crate) const READY: &str = "Ready";
+pub(crate) const CONFLICT: &str = "Conflict";
+pub(crate) const DATABASE_SYNCED: &str = "DatabaseSynced";
 
 /// Why a replica is listed in `status.problems`: the typed reasons, so
 /// what status wrote is read back by reason, never by matching a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProblemReason {
+pub(crate) enum ProblemReason {
     WriteFailed,
     Conflict,
     NamespaceMissing,
@@ -29,7 +29,7 @@ pub enum ProblemReason {
 }
 
 impl ProblemReason {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             ProblemReason::WriteFailed => "WriteFailed",
             ProblemReason::Conflict => "Conflict",
@@ -38,7 +38,7 @@ impl ProblemReason {
         }
     }
 
-    pub fn of(problem: &Problem) -> Option<Self> {
+    pub(crate) fn of(problem: &Problem) -> Option<Self> {
         [
             ProblemReason::WriteFailed,
             ProblemReason::Conflict,
@@ -61,7 +61,7 @@ impl ProblemReason {
 
 /// The conflicts of this pass that the previous status did not list: the
 /// ones worth an event.
-pub fn new_conflicts<'a>(
+pub(crate) fn new_conflicts<'a>(
     previous: Option<&ConfigMirrorStatus>,
     plan: &'a ReplicaPlan,
     outcome: &'a Outcome,
@@ -79,7 +79,7 @@ pub fn new_conflicts<'a>(
         .collect()
 }
 
-pub struct StatusInput<'a> {
+pub(crate) struct StatusInput<'a> {
     pub generation: Option<i64>,
     pub previous: Option<&'a ConfigMirrorStatus>,
     pub plan: &'a ReplicaPlan,
@@ -123,7 +123,7 @@ fn settle_transitions(
     }
 }
 
-pub fn describe_conflict(c: &Conflict) -> String {
+pub(crate) fn describe_conflict(c: &Conflict) -> String {
     let held = match &c.holder {
         Holder::OtherMirror(m) => format!("is a replica of mirror {m}, which got there first"),
         Holder::Unmanaged => {
@@ -295,7 +295,7 @@ fn conflict_condition(conflicts: usize, generation: Option<i64>) -> Condition {
 
 /// The whole status of a pass, from the plan and what applying it did:
 /// the one place conditions are built.
-pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
+pub(crate) fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
     let (plan, outcome) = (input.plan, input.outcome);
     let (in_sync, written_sources) = in_sync(plan, outcome);
     let replicas: usize = in_sync.values().map(BTreeSet::len).sum();
@@ -327,7 +327,7 @@ pub fn build(input: &StatusInput<'_>) -> ConfigMirrorStatus {
 }
 
 /// The status of a mirror whose spec can never work as written.
-pub fn invalid_spec(
+pub(crate) fn invalid_spec(
     previous: Option<&ConfigMirrorStatus>,
     generation: Option<i64>,
     error: &SpecError,
@@ -355,7 +355,7 @@ pub fn invalid_spec(
     status
 }
 
-pub fn is_ready(status: &ConfigMirrorStatus) -> bool {
+pub(crate) fn is_ready(status: &ConfigMirrorStatus) -> bool {
     status
         .conditions
         .iter()

@@ -15,7 +15,7 @@ use crate::plan::{self, MirrorIdentity, PlanInput, ReplicaPlan, SourceConfigMap,
 
 /// Why the read step failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("Kubernetes API: {0}")]
     Finalizer(#[source] kube::Error),
     #[error("Kubernetes API: {0}")]
@@ -25,7 +25,7 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             ReadError::Finalizer(_) | ReadError::Replicas(_) => "kube",
             ReadError::Sources(e) => e.metric_label(),

@@ -19,10 +19,10 @@ use consistent_hash::{DefaultHash, Node, StaticHashRing};
 
 /// Virtual nodes per member: enough for the ring itself to be near even,
 /// so the cap rarely has to push a mirror off its first choice.
-pub const VNODES: usize = 160;
+pub(crate) const VNODES: usize = 160;
 
 /// Headroom over the mean load a member may carry.
-pub const LOAD_FACTOR: f64 = 1.05;
+pub(crate) const LOAD_FACTOR: f64 = 1.05;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -33,7 +33,7 @@ pub enum Role {
     Holding,
 }
 
-pub fn cap(mirrors: usize, members: usize) -> usize {
+pub(crate) fn cap(mirrors: usize, members: usize) -> usize {
     if members == 0 {
         return 0;
     }

@@ -13,14 +13,14 @@ use crate::store::coordination;
 use crate::telemetry::names;
 use crate::telemetry::server::Health;
 
-pub struct Membership {
+pub(crate) struct Membership {
     pub name: String,
     pub incarnation: Uuid,
     pool: PgPool,
 }
 
 impl Membership {
-    pub fn new(pool: PgPool, name: &str) -> Self {
+    pub(crate) fn new(pool: PgPool, name: &str) -> Self {
         Self {
             name: name.to_string(),
             incarnation: Uuid::new_v4(),
@@ -32,7 +32,7 @@ impl Membership {
     /// after `fence_after` without a successful heartbeat and lifts the
     /// fence when heartbeats work again. Returns only if another process
     /// took this member's name (then this one must stop).
-    pub async fn run(&self, view: Arc<ShardView>, timing: Timing, health: Arc<Health>) {
+    pub(crate) async fn run(&self, view: Arc<ShardView>, timing: Timing, health: Arc<Health>) {
         // Whatever this loop is stuck on, the deadline fences on time.
         let _watchdog = AbortOnDrop(tokio::spawn(watchdog(
             view.clone(),
@@ -113,7 +113,7 @@ impl Membership {
 
     /// SIGTERM: say so, so the coordinator holds this member's mirrors for
     /// the leave grace instead of moving them at once.
-    pub async fn leave(&self) {
+    pub(crate) async fn leave(&self) {
         match coordination::leave(&self.pool, &self.name, self.incarnation).await {
             Ok(()) => tracing::info!(member = %self.name, "left: mirrors held for the leave grace"),
             Err(e) => tracing::warn!(member = %self.name, error = %e, "could not record leaving"),

@@ -11,13 +11,13 @@
 
 pub mod assign;
 pub mod coordinator;
-pub mod membership;
-pub mod view;
-pub mod worker;
+pub(crate) mod membership;
+pub(crate) mod view;
+pub(crate) mod worker;
 
 use std::time::Duration;
 
-pub use view::ShardView;
+pub(crate) use view::ShardView;
 
 /// Timing of membership. Defaults keep a crashed member's mirrors moving
 /// within ~8 s, and tolerate ~3 missed heartbeats on a loaded 2-core
@@ -70,13 +70,13 @@ impl Timing {
     }
 
     /// Without a heartbeat for this long, a member stops writing.
-    pub fn fence_after(&self) -> Duration {
+    pub(crate) fn fence_after(&self) -> Duration {
         self.ttl.saturating_sub(self.margin)
     }
 
     /// One heartbeat's own deadline: within the margin, so a heartbeat cut
     /// off mid-statement fails while the lease it would renew still holds.
-    pub fn heartbeat_timeout(&self) -> Duration {
+    pub(crate) fn heartbeat_timeout(&self) -> Duration {
         self.margin
             .min(self.heartbeat)
             .max(Duration::from_millis(100))

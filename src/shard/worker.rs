@@ -20,14 +20,19 @@ use crate::telemetry::names;
 type Handing = Arc<Mutex<HashSet<String>>>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-pub async fn run(pool: PgPool, membership: Arc<Membership>, view: Arc<ShardView>, timing: Timing) {
+pub(crate) async fn run(
+    pool: PgPool,
+    membership: Arc<Membership>,
+    view: Arc<ShardView>,
+    timing: Timing,
+) {
     let mut listener = None;
     let handing = Handing::default();
     loop {

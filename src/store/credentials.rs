@@ -11,9 +11,9 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use super::Error;
 
 /// A Secret's data, decoded.
-pub type SecretData = BTreeMap<String, Vec<u8>>;
+pub(crate) type SecretData = BTreeMap<String, Vec<u8>>;
 
-pub fn decode_secret(data: Option<&BTreeMap<String, ByteString>>) -> SecretData {
+pub(crate) fn decode_secret(data: Option<&BTreeMap<String, ByteString>>) -> SecretData {
     data.into_iter()
         .flatten()
         .map(|(k, v)| (k.clone(), v.0.clone()))
@@ -38,7 +38,7 @@ fn required(data: &SecretData, key: &str, secret: &str) -> Result<String, Error>
 
 /// Connect options from a Secret's data. `secret` names it in messages
 /// (never its values).
-pub fn connect_options(data: &SecretData, secret: &str) -> Result<PgConnectOptions, Error> {
+pub(crate) fn connect_options(data: &SecretData, secret: &str) -> Result<PgConnectOptions, Error> {
     let mut options = if let Some(uri) = text(data, "uri", secret)? {
         if !(uri.starts_with("postgres://") || uri.starts_with("postgresql://")) {
             return Err(Error::SecretInvalid(format!(
@@ -89,7 +89,7 @@ fn url_password(uri: &str) -> Option<&str> {
 }
 
 /// `<namespace>/<name>` of a Secret.
-pub fn parse_secret_ref(value: &str) -> Result<(String, String), Error> {
+pub(crate) fn parse_secret_ref(value: &str) -> Result<(String, String), Error> {
     match value.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok((ns.into(), name.into()))

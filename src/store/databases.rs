@@ -78,7 +78,7 @@ impl Database {
 
     /// `ready` for housekeeping (revision pruning): it does not count as
     /// use, or it would keep every idle tenant's pool open.
-    pub async fn ready_unused(&self) -> Result<&PgPool, Error> {
+    pub(crate) async fn ready_unused(&self) -> Result<&PgPool, Error> {
         if self.migrated.initialized() {
             return Ok(&self.pool);
         }
@@ -114,7 +114,7 @@ impl Database {
     /// Runs one statement (`what`) within the statement deadline; a
     /// connection that could not be had says whether the database refused
     /// or stayed silent.
-    pub async fn within<T>(
+    pub(crate) async fn within<T>(
         &self,
         what: &'static str,
         call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
@@ -137,7 +137,7 @@ impl Database {
 
 /// Where the operator's own database comes from.
 #[derive(Debug, Clone)]
-pub enum DefaultDatabase {
+pub(crate) enum DefaultDatabase {
     None,
     Url(Box<PgConnectOptions>),
     Secret { namespace: String, name: String },
@@ -154,7 +154,7 @@ pub struct Databases {
 }
 
 impl Databases {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         default: DefaultDatabase,
         allowed_namespaces: BTreeSet<String>,
@@ -183,7 +183,7 @@ impl Databases {
     }
 
     /// The operator's own database, if it has one.
-    pub async fn default(&self) -> Result<Option<Arc<Database>>, Error> {
+    pub(crate) async fn default(&self) -> Result<Option<Arc<Database>>, Error> {
         match &self.default_source {
             DefaultDatabase::None => Ok(None),
             DefaultDatabase::Url(_) => Ok(self.default_from_url.clone()),
@@ -196,7 +196,7 @@ impl Databases {
 
     /// The database a mirror's rows go to; `None` when persistence is off
     /// for it (`enabled: false`, or no `database` and no default database).
-    pub async fn for_mirror(
+    pub(crate) async fn for_mirror(
         &self,
         mirror_namespace: &str,
         spec: Option<&DatabaseSpec>,
@@ -244,7 +244,7 @@ impl Databases {
     /// Secret again: a mirror being deleted may have lost its Secret
     /// already (its namespace is going), and its rows are still reachable
     /// through a pool made before.
-    pub fn cached_for_mirror(
+    pub(crate) fn cached_for_mirror(
         &self,
         mirror_namespace: &str,
         spec: Option<&DatabaseSpec>,
@@ -261,7 +261,7 @@ impl Databases {
     /// Closes the pools of Secrets nobody used for `idle`: a tenant's
     /// database that is gone or unused holds no connections (the
     /// operator's own stays).
-    pub fn close_idle(&self, idle: Duration) -> usize {
+    pub(crate) fn close_idle(&self, idle: Duration) -> usize {
         let closed: Vec<(String, Arc<Database>)> = {
             let mut cache = self.by_secret.lock().unwrap();
             let idle_keys: Vec<(String, String)> = cache
@@ -288,7 +288,7 @@ impl Databases {
     }
 
     /// Every database in use, for housekeeping (revision pruning).
-    pub async fn all(&self) -> Vec<Arc<Database>> {
+    pub(crate) async fn all(&self) -> Vec<Arc<Database>> {
         let mut all: Vec<Arc<Database>> =
             self.by_secret.lock().unwrap().values().cloned().collect();
         all.extend(self.default_from_url.clone());

@@ -47,7 +47,7 @@ impl Deadlines {
     /// keepalives, so the server drops connections of clients that vanished.
     /// (sqlx exposes no client socket options: the client's side of a
     /// silent connection is covered by the deadlines above.)
-    pub fn session_options(&self, options: PgConnectOptions) -> PgConnectOptions {
+    pub(crate) fn session_options(&self, options: PgConnectOptions) -> PgConnectOptions {
         let ms = |d: Duration| format!("{}ms", d.as_millis());
         // Named, so a DBA sees in pg_stat_activity whose connections these are.
         options.application_name(APPLICATION_NAME).options([
@@ -65,7 +65,7 @@ impl Deadlines {
 }
 
 /// Runs `call` (`what`, on database `label`) within `limit`.
-pub async fn within<T>(
+pub(crate) async fn within<T>(
     limit: Duration,
     label: &str,
     what: &'static str,
@@ -82,7 +82,7 @@ pub async fn within<T>(
 /// `statement_timeout` (57014, query_canceled) or `lock_timeout` (55P03,
 /// lock_not_available). A slow server then reads as the same Timeout as a
 /// silent one, not as a failed write.
-pub fn is_server_timeout(e: &sqlx::Error) -> bool {
+pub(crate) fn is_server_timeout(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("57014" | "55P03")))
 }
 
@@ -90,7 +90,7 @@ pub fn is_server_timeout(e: &sqlx::Error) -> bool {
 /// (it retries refused connects until its acquire timeout). A TCP connect
 /// tells them apart: refused is Unreachable, accepted-then-silent is a
 /// Timeout.
-pub async fn classify_acquire_failure(
+pub(crate) async fn classify_acquire_failure(
     error: Error,
     options: &PgConnectOptions,
     limit: Duration,

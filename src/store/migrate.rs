@@ -12,16 +12,16 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use super::Error;
 use super::deadline::is_server_timeout;
 
-pub const PERSISTENCE_HISTORY: &str = "_configmirror_persistence_migrations";
+pub(crate) const PERSISTENCE_HISTORY: &str = "_configmirror_persistence_migrations";
 
 /// `configmaps` and `configmap_revisions`: every persistence database.
-pub fn persistence() -> Migrator {
+pub(crate) fn persistence() -> Migrator {
     let mut m = sqlx::migrate!("./migrations/persistence");
     m.dangerous_set_table_name(PERSISTENCE_HISTORY);
     m
 }
 
-pub const COORDINATION_HISTORY: &str = "_configmirror_coordination_migrations";
+pub(crate) const COORDINATION_HISTORY: &str = "_configmirror_coordination_migrations";
 
 /// `members`, `assignments`, `coordinator_epochs`: the operator's own database only.
 pub fn coordination() -> Migrator {

@@ -3,8 +3,8 @@
 //! replication: callers turn these errors into a condition and a retry.
 
 pub mod coordination;
-pub mod credentials;
-pub mod databases;
+pub(crate) mod credentials;
+pub(crate) mod databases;
 pub mod deadline;
 pub mod migrate;
 pub mod persist;
@@ -71,7 +71,7 @@ impl Error {
     }
 
     /// Whether waiting can fix it without anyone changing anything.
-    pub fn transient(&self) -> bool {
+    pub(crate) fn transient(&self) -> bool {
         matches!(
             self,
             Error::Unreachable(..)
@@ -84,7 +84,7 @@ impl Error {
     }
 
     /// Classifies a database error for `database` (a label, never a password).
-    pub fn from_sqlx(database: &str, e: &sqlx::Error) -> Self {
+    pub(crate) fn from_sqlx(database: &str, e: &sqlx::Error) -> Self {
         let text = e.to_string();
         match e {
             sqlx::Error::Database(db)
@@ -103,7 +103,7 @@ impl Error {
         }
     }
 
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Error::NoDatabase => "no_database",
             Error::SecretNotAllowed(..)

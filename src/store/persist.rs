@@ -16,9 +16,9 @@ use super::{Database, Error};
 use crate::plan::MirrorIdentity;
 use crate::plan::model::JsonText;
 
-pub mod batch;
+pub(crate) mod batch;
 
-pub use batch::Limits;
+pub(crate) use batch::Limits;
 
 /// Rows changed by one sync, by revision operation.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -266,18 +266,21 @@ async fn delete_gone(
 
 /// How long revisions are kept: by age, and/or the newest N per ConfigMap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Retention {
+pub(crate) struct Retention {
     pub max_age: Option<Duration>,
     pub max_per_configmap: Option<u32>,
 }
 
 /// Revisions one pruning statement deletes at most: each statement then
 /// ends well within the database deadline however far behind retention is.
-pub const PRUNE_BATCH: i64 = 5_000;
+pub(crate) const PRUNE_BATCH: i64 = 5_000;
 
 /// Deletes up to `PRUNE_BATCH` revisions per rule that the retention no
 /// longer keeps; returns how many, and whether a rule may have more.
-pub async fn prune_some(pool: &PgPool, retention: Retention) -> Result<(u64, bool), sqlx::Error> {
+pub(crate) async fn prune_some(
+    pool: &PgPool,
+    retention: Retention,
+) -> Result<(u64, bool), sqlx::Error> {
     let (mut pruned, mut more) = (0, false);
     if let Some(age) = retention.max_age {
         let n = sqlx::query!(

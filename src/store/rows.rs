@@ -37,7 +37,7 @@ pub struct Row {
 
 impl Row {
     /// About how many bytes this row puts into a statement.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         let texts = [
             &self.data,
             &self.binary_data,
@@ -148,7 +148,7 @@ pub fn decode(
 }
 
 /// What a row says the source's annotations were, byte-exact.
-pub fn decode_annotations(
+pub(crate) fn decode_annotations(
     annotations: &Value,
     annotations_in_binary: &Value,
 ) -> BTreeMap<String, String> {

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
-pub struct Liveness {
+pub(crate) struct Liveness {
     stuck_after: Duration,
     state: Mutex<State>,
 }
@@ -43,7 +43,7 @@ impl Default for Liveness {
 /// Marks one reconcile in flight; dropping it (finished, failed or
 /// cancelled) counts as progress.
 #[must_use]
-pub struct InFlight<'a>(&'a Liveness);
+pub(crate) struct InFlight<'a>(&'a Liveness);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -54,7 +54,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl Liveness {
-    pub fn new(stuck_after: Duration) -> Self {
+    pub(crate) fn new(stuck_after: Duration) -> Self {
         Self {
             stuck_after,
             state: Mutex::new(State {
@@ -76,13 +76,13 @@ impl Liveness {
     }
 
     /// A reconcile request entered the queue.
-    pub fn requested(&self) {
+    pub(crate) fn requested(&self) {
         self.busy_with(|s| s.requested = true);
     }
 
     /// A reconcile started (before waiting for its slot: a request taken up
     /// is not progress, a reconcile finished is).
-    pub fn started(&self) -> InFlight<'_> {
+    pub(crate) fn started(&self) -> InFlight<'_> {
         self.busy_with(|s| {
             s.in_flight += 1;
             s.requested = false;
@@ -91,7 +91,7 @@ impl Liveness {
     }
 
     /// The queue answered a request without a reconcile (its mirror is gone).
-    pub fn answered(&self) {
+    pub(crate) fn answered(&self) {
         let mut s = self.state.lock().unwrap();
         s.requested = false;
         s.since = Instant::now();
@@ -99,12 +99,12 @@ impl Liveness {
 
     /// Work inside a reconcile completed (a replica write): a long fan-out
     /// is progressing, not stuck.
-    pub fn progressed(&self) {
+    pub(crate) fn progressed(&self) {
         self.state.lock().unwrap().since = Instant::now();
     }
 
     /// Ok, or what is stuck and for how long.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let s = self.state.lock().unwrap();
         let quiet = s.since.elapsed();
         if !s.busy() || quiet < self.stuck_after {

@@ -1,8 +1,8 @@
 //! Logs, metrics and the HTTP endpoints that expose health and metrics.
 
-pub mod liveness;
+pub(crate) mod liveness;
 pub mod names;
-pub mod server;
+pub(crate) mod server;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -14,7 +14,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("installing the metrics recorder: {0}")]
     Recorder(#[from] metrics_exporter_prometheus::BuildError),
     #[error("binding {address}: {source}")]
@@ -27,7 +27,7 @@ pub enum Error {
 }
 
 /// Logs to stderr as JSON (or text), level from RUST_LOG (default info).
-pub fn init_tracing(format: LogFormat) {
+pub(crate) fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
@@ -60,7 +60,7 @@ where
 
 /// Installs the Prometheus recorder with explicit histogram buckets and
 /// describes every series; returns the handle /metrics renders.
-pub fn install_recorder() -> Result<PrometheusHandle, Error> {
+pub(crate) fn install_recorder() -> Result<PrometheusHandle, Error> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_duration_seconds".into()),
@@ -77,7 +77,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, Error> {
 }
 
 /// Parses Go-style bind addresses: `:8080` means every interface.
-pub fn parse_bind_address(address: &str) -> Result<std::net::SocketAddr, Error> {
+pub(crate) fn parse_bind_address(address: &str) -> Result<std::net::SocketAddr, Error> {
     let full = if address.starts_with(':') {
         format!("0.0.0.0{address}")
     } else {

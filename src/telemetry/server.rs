@@ -21,27 +21,27 @@ use super::{Error, parse_bind_address};
 /// the part it describes; ready when there is at least one and all pass.
 /// And what /healthz reports: whether the controller makes progress.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     checks: Mutex<BTreeMap<&'static str, (bool, String)>>,
     pub liveness: Arc<Liveness>,
 }
 
 impl Health {
-    pub fn new(liveness: Liveness) -> Self {
+    pub(crate) fn new(liveness: Liveness) -> Self {
         Self {
             checks: Default::default(),
             liveness: Arc::new(liveness),
         }
     }
 
-    pub fn set(&self, check: &'static str, ok: bool, detail: &str) {
+    pub(crate) fn set(&self, check: &'static str, ok: bool, detail: &str) {
         self.checks
             .lock()
             .unwrap()
             .insert(check, (ok, detail.to_string()));
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         let checks = self.checks.lock().unwrap();
         !checks.is_empty() && checks.values().all(|(ok, _)| *ok)
     }
@@ -58,7 +58,7 @@ impl Health {
     }
 }
 
-pub async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), Error> {
+pub(crate) async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), Error> {
     let addr = parse_bind_address(address)?;
     let listener = TcpListener::bind(addr)
         .await
@@ -73,7 +73,7 @@ pub async fn bind(address: &str) -> Result<(TcpListener, SocketAddr), Error> {
     Ok((listener, local))
 }
 
-pub fn metrics_router(handle: PrometheusHandle) -> Router {
+pub(crate) fn metrics_router(handle: PrometheusHandle) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
@@ -86,7 +86,7 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
     )
 }
 
-pub fn health_router(health: Arc<Health>) -> Router {
+pub(crate) fn health_router(health: Arc<Health>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -115,7 +115,7 @@ async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
 }
 
 /// Serves `router` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

@@ -37,12 +37,12 @@ use tokio::sync::watch;
 
 use crate::telemetry::names;
 
-pub type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
+pub(crate) type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
 /// Every watch this operator runs, as metrics name it: a kind of watch,
 /// never a namespace or an object, so the label stays bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Watch {
+pub(crate) enum Watch {
     Namespaces,
     Sources,
     Replicas,
@@ -52,7 +52,7 @@ pub enum Watch {
 }
 
 impl Watch {
-    pub const ALL: [Watch; 6] = [
+    pub(crate) const ALL: [Watch; 6] = [
         Watch::Namespaces,
         Watch::Sources,
         Watch::Replicas,
@@ -61,7 +61,7 @@ impl Watch {
         Watch::LeaderLease,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Watch::Namespaces => "namespaces",
             Watch::Sources => "sources",
@@ -74,7 +74,7 @@ impl Watch {
 }
 
 /// The `event` label of `names::WATCH_EVENTS`.
-pub const EVENT_KINDS: [&str; 4] = ["init_apply", "apply", "delete", "error"];
+pub(crate) const EVENT_KINDS: [&str; 4] = ["init_apply", "apply", "delete", "error"];
 
 /// Every watch's configuration. Lists are served from the API server's
 /// watch cache as it stands (resourceVersion=0, what client-go's informers
@@ -83,7 +83,7 @@ pub const EVENT_KINDS: [&str; 4] = ["init_apply", "apply", "delete", "error"];
 /// the cache's fan-out) those waits end in 504s and re-lists. The watch that
 /// follows the list delivers anything newer, and with one API server the
 /// cache never goes back in time, so nothing is missed or regressed.
-pub fn watch_config() -> watcher::Config {
+pub(crate) fn watch_config() -> watcher::Config {
     let mut config = watcher::Config::default().any_semantic();
     // kube sends resourceVersion=0 only on unpaginated lists (the cache
     // ignores a limit at resourceVersion=0 anyway).
@@ -93,7 +93,7 @@ pub fn watch_config() -> watcher::Config {
 
 /// The events of `api` under `config`, retried with back-off after errors
 /// (which still pass, for the consumer to log), counted as `watch`.
-pub fn events<K>(api: Api<K>, config: watcher::Config, watch: Watch) -> Events<K>
+pub(crate) fn events<K>(api: Api<K>, config: watcher::Config, watch: Watch) -> Events<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -143,7 +143,7 @@ impl Counters {
 }
 
 /// What one cache makes of its watch's events; `run` does the rest.
-pub trait Cache: Send + Sync {
+pub(crate) trait Cache: Send + Sync {
     type Object: Send;
     /// A list as it arrives, swapped in whole once complete.
     type List: Default + Send;
@@ -165,7 +165,7 @@ pub trait Cache: Send + Sync {
 /// `ready` turns true (the first list makes it ready), then the cache tells
 /// what changed; errors are logged with `what` and skipped (the stream
 /// backs off and resumes by itself).
-pub async fn run<C, S>(cache: C, mut events: S, ready: watch::Sender<bool>, what: String)
+pub(crate) async fn run<C, S>(cache: C, mut events: S, ready: watch::Sender<bool>, what: String)
 where
     C: Cache,
     S: Stream<Item = Result<watcher::Event<C::Object>, watcher::Error>> + Unpin + Send,
@@ -202,7 +202,7 @@ where
 
 /// How an entry of a complete list differs from what the cache held.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Change<'a, V> {
+pub(crate) enum Change<'a, V> {
     Added(&'a V),
     Changed { old: &'a V, new: &'a V },
     Removed(&'a V),
@@ -210,7 +210,7 @@ pub enum Change<'a, V> {
 
 /// The entries of `fresh` that differ from `current` (those `same` does not
 /// hold for, and new ones), then those of `current` that are gone.
-pub fn diff<'a, K: Eq + Hash, V>(
+pub(crate) fn diff<'a, K: Eq + Hash, V>(
     current: &'a HashMap<K, V>,
     fresh: &'a HashMap<K, V>,
     same: impl Fn(&V, &V) -> bool,

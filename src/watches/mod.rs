@@ -10,23 +10,23 @@
 //! not, starts from `cache::events`; every cache runs `cache::run`.
 
 mod cache;
-pub mod namespaces;
-pub mod replicas;
-pub mod sources;
+pub(crate) mod namespaces;
+pub(crate) mod replicas;
+pub(crate) mod sources;
 
 use std::collections::BTreeMap;
 
 use tokio::sync::{mpsc, watch};
 
-pub use cache::watch_config;
+pub(crate) use cache::watch_config;
 pub(crate) use cache::{Cache, Change, EVENT_KINDS, Watch, diff, events, run};
-pub use namespaces::NamespaceCache;
-pub use replicas::ReplicaCache;
-pub use sources::SourceCache;
+pub(crate) use namespaces::NamespaceCache;
+pub(crate) use replicas::ReplicaCache;
+pub(crate) use sources::SourceCache;
 
 /// Something changed that may concern some mirrors.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// A ConfigMap in a source namespace changed; `labels` holds its labels
     /// before and after, so mirrors it stopped matching hear of it too.
     Source {
@@ -41,15 +41,15 @@ pub enum Trigger {
     Namespace { name: String },
 }
 
-pub type TriggerSender = mpsc::UnboundedSender<Trigger>;
-pub type TriggerReceiver = mpsc::UnboundedReceiver<Trigger>;
+pub(crate) type TriggerSender = mpsc::UnboundedSender<Trigger>;
+pub(crate) type TriggerReceiver = mpsc::UnboundedReceiver<Trigger>;
 
-pub fn trigger_channel() -> (TriggerSender, TriggerReceiver) {
+pub(crate) fn trigger_channel() -> (TriggerSender, TriggerReceiver) {
     mpsc::unbounded_channel()
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(
         "the watch of ConfigMaps in namespace {namespace} did not sync within {seconds}s (is it readable?)"
     )]
@@ -57,7 +57,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Error::SourceSyncTimeout { .. } => "source_sync_timeout",
         }
@@ -66,22 +66,22 @@ impl Error {
 
 /// Whether a cache holds a complete first list, observable by waiters.
 #[derive(Debug, Clone)]
-pub struct Readiness(watch::Receiver<bool>);
+pub(crate) struct Readiness(watch::Receiver<bool>);
 
 impl Readiness {
-    pub fn new() -> (watch::Sender<bool>, Self) {
+    pub(crate) fn new() -> (watch::Sender<bool>, Self) {
         let (tx, rx) = watch::channel(false);
         (tx, Self(rx))
     }
 
     /// Waits for the first complete list: `false` when the cache was
     /// dropped before it had one (the waiter must look again, not read it).
-    pub async fn wait(&mut self) -> bool {
+    pub(crate) async fn wait(&mut self) -> bool {
         self.0.wait_for(|ready| *ready).await.is_ok()
     }
 }
 
 /// Drops what the operator never reads from cached objects.
-pub fn strip_managed_fields(meta: &mut kube::api::ObjectMeta) {
+pub(crate) fn strip_managed_fields(meta: &mut kube::api::ObjectMeta) {
     meta.managed_fields = None;
 }

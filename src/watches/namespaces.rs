@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::{Cache, Readiness, Trigger, TriggerSender, Watch};
 use crate::plan::{NamespaceMeta, Namespaces};
 
-pub struct NamespaceCache {
+pub(crate) struct NamespaceCache {
     namespaces: RwLock<Namespaces>,
     ready: Readiness,
 }
@@ -25,7 +25,7 @@ fn meta_of(ns: &PartialObjectMeta<Namespace>) -> NamespaceMeta {
 
 impl NamespaceCache {
     /// Starts the watch; the cache is ready after its first full list.
-    pub fn start(client: Client, triggers: TriggerSender) -> (Arc<Self>, JoinHandle<()>) {
+    pub(crate) fn start(client: Client, triggers: TriggerSender) -> (Arc<Self>, JoinHandle<()>) {
         let (ready_tx, ready) = Readiness::new();
         let cache = Arc::new(Self {
             namespaces: RwLock::new(Namespaces::new()),
@@ -42,11 +42,11 @@ impl NamespaceCache {
         (cache, task)
     }
 
-    pub fn read(&self) -> RwLockReadGuard<'_, Namespaces> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Namespaces> {
         self.namespaces.read().unwrap()
     }
 
-    pub fn readiness(&self) -> Readiness {
+    pub(crate) fn readiness(&self) -> Readiness {
         self.ready.clone()
     }
 }

@@ -41,7 +41,7 @@ const LOAD_CHUNK: usize = 50;
 /// Replicas per list page (metadata: about a kilobyte each).
 const PAGE_SIZE: u32 = 500;
 
-pub struct ReplicaCache {
+pub(crate) struct ReplicaCache {
     index: RwLock<ReplicaIndex>,
     ready: Readiness,
     /// Sharded: only replicas of these mirrors are kept (memory follows the
@@ -54,7 +54,7 @@ pub struct ReplicaCache {
 }
 
 /// The label selector of every replica this operator wrote.
-pub fn managed_selector() -> String {
+pub(crate) fn managed_selector() -> String {
     format!("{}={}", keys::MANAGED_BY, keys::MANAGED_BY_VALUE)
 }
 
@@ -67,7 +67,7 @@ enum Listed {
 
 impl ReplicaCache {
     /// `sharded`: keep only replicas of mirrors loaded with `ensure_loaded`.
-    pub fn start(
+    pub(crate) fn start(
         client: Client,
         triggers: TriggerSender,
         sharded: bool,
@@ -223,7 +223,7 @@ impl ReplicaCache {
 
     /// Sharded: starts keeping `mirror_uid`'s replicas, listing them once
     /// from the API (the watch keeps them current from then on).
-    pub async fn ensure_loaded(
+    pub(crate) async fn ensure_loaded(
         &self,
         client: &Client,
         mirror_uid: &str,
@@ -235,7 +235,7 @@ impl ReplicaCache {
     /// `ensure_loaded` for many mirrors at once (a member acquiring a
     /// failed member's share): one paginated metadata list per
     /// `LOAD_CHUNK` mirrors instead of one list per mirror.
-    pub async fn ensure_loaded_all(
+    pub(crate) async fn ensure_loaded_all(
         &self,
         client: &Client,
         mirror_uids: &[String],
@@ -290,7 +290,7 @@ impl ReplicaCache {
     }
 
     /// Sharded: forgets the replicas of mirrors this member no longer owns.
-    pub fn retain_loaded(&self, owned: &HashSet<String>) {
+    pub(crate) fn retain_loaded(&self, owned: &HashSet<String>) {
         let Some(loaded) = &self.loaded else { return };
         let dropped: Vec<String> = {
             let mut l = loaded.lock().unwrap();
@@ -318,24 +318,24 @@ impl ReplicaCache {
             .is_some_and(|r| r.resource_version == *rv || older(rv, &r.resource_version))
     }
 
-    pub fn read(&self) -> RwLockReadGuard<'_, ReplicaIndex> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ReplicaIndex> {
         self.index.read().unwrap()
     }
 
     /// Records the result of our own write at once, before the watch
     /// delivers it, so the next plan does not repeat the write.
-    pub fn observe_own_write(&self, meta: ReplicaMeta) {
+    pub(crate) fn observe_own_write(&self, meta: ReplicaMeta) {
         self.index.write().unwrap().observe(meta);
     }
 
-    pub fn forget_own_delete(&self, namespace: &str, name: &str, resource_version: &str) {
+    pub(crate) fn forget_own_delete(&self, namespace: &str, name: &str, resource_version: &str) {
         self.index
             .write()
             .unwrap()
             .forget(namespace, name, resource_version);
     }
 
-    pub fn readiness(&self) -> Readiness {
+    pub(crate) fn readiness(&self) -> Readiness {
         self.ready.clone()
     }
 }

@@ -34,7 +34,7 @@ impl Drop for NamespaceWatch {
     }
 }
 
-pub struct SourceCache {
+pub(crate) struct SourceCache {
     client: Client,
     triggers: TriggerSender,
     watches: Mutex<HashMap<String, NamespaceWatch>>,
@@ -56,7 +56,11 @@ fn filter_for(wanted: &BTreeSet<Selector>) -> Selector {
 }
 
 impl SourceCache {
-    pub fn new(client: Client, triggers: TriggerSender, sync_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        client: Client,
+        triggers: TriggerSender,
+        sync_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             client,
             triggers,
@@ -67,7 +71,7 @@ impl SourceCache {
 
     /// The ConfigMaps of `namespace` that `selector` may select (and maybe
     /// more), once the namespace's watch has its first complete list.
-    pub async fn sources(
+    pub(crate) async fn sources(
         &self,
         namespace: &str,
         selector: &Selector,
@@ -117,7 +121,7 @@ impl SourceCache {
     /// Keeps exactly the watches the owned mirrors need (namespace →
     /// selectors in use), narrowing filters that have not needed to be wide
     /// for a while.
-    pub fn retain(&self, wanted: &BTreeMap<String, BTreeSet<Selector>>) {
+    pub(crate) fn retain(&self, wanted: &BTreeMap<String, BTreeSet<Selector>>) {
         let mut watches = self.watches.lock().unwrap();
         watches.retain(|ns, _| wanted.contains_key(ns));
         for (ns, selectors) in wanted {
@@ -131,7 +135,7 @@ impl SourceCache {
         }
     }
 
-    pub fn watched_namespaces(&self) -> usize {
+    pub(crate) fn watched_namespaces(&self) -> usize {
         self.watches.lock().unwrap().len()
     }
 

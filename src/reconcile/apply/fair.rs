@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-pub struct WriteBudget {
+pub(crate) struct WriteBudget {
     state: Mutex<Budget>,
 }
 
@@ -40,7 +40,7 @@ struct Share {
 
 /// One replica write in flight; dropping it frees the permit.
 #[must_use]
-pub struct WritePermit<'a> {
+pub(crate) struct WritePermit<'a> {
     budget: &'a WriteBudget,
     mirror: String,
 }
@@ -80,7 +80,7 @@ impl Drop for Waiting<'_> {
 }
 
 impl WriteBudget {
-    pub fn new(permits: usize) -> Self {
+    pub(crate) fn new(permits: usize) -> Self {
         Self {
             state: Mutex::new(Budget {
                 free: permits.max(1),
@@ -93,7 +93,7 @@ impl WriteBudget {
     }
 
     /// Waits for a permit for one of `mirror`'s writes.
-    pub async fn acquire<'a>(&'a self, mirror: &'a str) -> WritePermit<'a> {
+    pub(crate) async fn acquire<'a>(&'a self, mirror: &'a str) -> WritePermit<'a> {
         // Made only once granted: a permit dropped is a permit freed.
         let permit = || WritePermit {
             budget: self,
@@ -186,14 +186,14 @@ impl Budget {
 /// The `--concurrency` slots. The applier itself runs unbounded: waiting
 /// here is first come, first served (its own pending set is unordered), and
 /// a reconcile can give its slot up while it writes.
-pub struct ReconcileSlots {
+pub(crate) struct ReconcileSlots {
     semaphore: Arc<Semaphore>,
     held: Mutex<HashMap<String, OwnedSemaphorePermit>>,
 }
 
 /// A reconcile's slot (if it has not given it up); freed when dropped.
 #[must_use]
-pub struct Slot<'a> {
+pub(crate) struct Slot<'a> {
     slots: &'a ReconcileSlots,
     mirror: String,
 }
@@ -205,7 +205,7 @@ impl Drop for Slot<'_> {
 }
 
 impl ReconcileSlots {
-    pub fn new(slots: usize) -> Self {
+    pub(crate) fn new(slots: usize) -> Self {
         Self {
             semaphore: Arc::new(Semaphore::new(slots.max(1))),
             held: Mutex::new(HashMap::new()),
@@ -221,7 +221,7 @@ impl ReconcileSlots {
     }
 
     /// Waits for a slot for `mirror`'s reconcile (one at a time per mirror).
-    pub async fn acquire(&self, mirror: &str) -> Slot<'_> {
+    pub(crate) async fn acquire(&self, mirror: &str) -> Slot<'_> {
         let permit = self.permit().await;
         self.held.lock().unwrap().insert(mirror.to_string(), permit);
         Slot {
@@ -232,7 +232,7 @@ impl ReconcileSlots {
 
     /// Runs `f` with `mirror`'s slot given up (if it holds one), then waits
     /// for a slot again.
-    pub async fn without<F: Future>(&self, mirror: &str, f: F) -> F::Output {
+    pub(crate) async fn without<F: Future>(&self, mirror: &str, f: F) -> F::Output {
         let Some(permit) = self.held.lock().unwrap().remove(mirror) else {
             return f.await;
         };

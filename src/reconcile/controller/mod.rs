@@ -82,7 +82,7 @@ fn mirror_triggers(reader: Store<ConfigMirror>) -> impl FnMut(MirrorEvent) -> Mi
 }
 
 /// The mirrors a trigger concerns.
-pub fn mirrors_for(
+pub(crate) fn mirrors_for(
     trigger: &Trigger,
     mirrors: &[Arc<ConfigMirror>],
     scope: &Scope,
@@ -111,7 +111,7 @@ pub fn mirrors_for(
 }
 
 /// Source namespace → selectors, over the mirrors this process owns.
-pub fn wanted_sources(
+pub(crate) fn wanted_sources(
     mirrors: &[Arc<ConfigMirror>],
     scope: &Scope,
 ) -> BTreeMap<String, BTreeSet<Selector>> {
@@ -194,7 +194,7 @@ fn mirror_watch(ctx: &Context) -> owned_mirrors::OwnedMirrors {
 
 /// Runs the controller until `shutdown` resolves, then lets in-flight
 /// reconciles finish.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<Context>,
     triggers: TriggerReceiver,
     health: Arc<Health>,

@@ -22,7 +22,7 @@ use crate::plan::{self, MirrorIdentity};
 
 /// Why a deleted mirror's cleanup is not done yet.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("{remaining} replicas could not be deleted yet, first: {}", first_cause(.first))]
@@ -42,7 +42,7 @@ fn first_cause(first: &Option<Box<Failure>>) -> String {
 }
 
 impl Error {
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
             Error::CleanupIncomplete { .. } => "cleanup_incomplete",
@@ -55,7 +55,7 @@ fn has_finalizer(mirror: &ConfigMirror) -> bool {
 }
 
 /// Adds the finalizer unless the mirror (or our own recent write) has it.
-pub async fn ensure(
+pub(crate) async fn ensure(
     ctx: &Context,
     mirror: &ConfigMirror,
     id: &MirrorIdentity,
@@ -101,7 +101,7 @@ pub(crate) async fn release(api: &impl MirrorApi, mirror: &ConfigMirror) -> Resu
 /// Replicas are listed from the API by label (not from the cache, not from
 /// status), so even ones created a moment ago are found.
 #[instrument(level = "debug", skip_all)]
-pub async fn cleanup(
+pub(crate) async fn cleanup(
     ctx: &Context,
     mirror: &ConfigMirror,
     id: &MirrorIdentity,

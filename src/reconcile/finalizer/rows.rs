@@ -55,7 +55,7 @@ pub(super) fn decide<'a>(report: &'a Report, gives_up: impl Fn(&store::Error) ->
 
 /// Whether the rows are dealt with (deleted, never there, or orphaned), so
 /// the finalizer may go. Starts the deletion when it is not running.
-pub async fn released(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> bool {
+pub(crate) async fn released(ctx: &Context, mirror: &ConfigMirror, id: &MirrorIdentity) -> bool {
     let report = ctx.persistence.report(&id.uid);
     match decide(&report, |error| gives_up(ctx, mirror, error)) {
         Rows::Deleted { database, rows } => {

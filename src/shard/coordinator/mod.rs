@@ -19,14 +19,14 @@ use crate::telemetry::names;
 
 mod planning;
 
-pub use planning::{Changes, next_role_change, plan, roles};
+pub(crate) use planning::{next_role_change, plan, roles};
 
 /// uid → (namespace, name) of every ConfigMirror in scope: metadata only,
 /// so the coordinator's memory is a few dozen bytes per mirror.
-pub type MirrorIndex = Arc<RwLock<HashMap<String, (String, String)>>>;
+pub(crate) type MirrorIndex = Arc<RwLock<HashMap<String, (String, String)>>>;
 
 /// Keeps `index` equal to the ConfigMirrors in scope; `changed` ticks on change.
-pub async fn watch_mirrors(
+pub(crate) async fn watch_mirrors(
     client: Client,
     scope: crate::scope::Scope,
     index: MirrorIndex,
@@ -101,7 +101,7 @@ pub async fn watch_mirrors(
 
 /// Coordinates while `leading` says so: takes an epoch, then keeps the
 /// assignments current. Returns when leadership ends.
-pub async fn lead(
+pub(crate) async fn lead(
     pool: &PgPool,
     holder: &str,
     index: &MirrorIndex,

@@ -11,7 +11,7 @@ use crate::store::coordination::{AssignmentRow, MemberRow, Move};
 
 /// What the coordinator wants written.
 #[derive(Debug, Default, PartialEq)]
-pub struct Changes {
+pub(crate) struct Changes {
     pub insert: Vec<(String, String, String, String)>,
     /// Straight to a new owner (dead owner, or a forced drain).
     pub reassign: Vec<Move>,
@@ -24,7 +24,7 @@ pub struct Changes {
 }
 
 impl Changes {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.insert.is_empty()
             && self.reassign.is_empty()
             && self.drain.is_empty()
@@ -35,7 +35,11 @@ impl Changes {
 /// Who may own mirrors. Members are judged dead only once every live member
 /// has had time to heartbeat since the coordinator could see the database
 /// (`judge_dead`): after an outage every heartbeat looks old.
-pub fn roles(members: &[MemberRow], timing: &Timing, judge_dead: bool) -> BTreeMap<String, Role> {
+pub(crate) fn roles(
+    members: &[MemberRow],
+    timing: &Timing,
+    judge_dead: bool,
+) -> BTreeMap<String, Role> {
     let ttl = timing.ttl.as_secs_f64();
     let mut roles = BTreeMap::new();
     for m in members {
@@ -57,7 +61,7 @@ pub fn roles(members: &[MemberRow], timing: &Timing, judge_dead: bool) -> BTreeM
 }
 
 /// The writes that bring the assignments to `assign`'s answer. Pure.
-pub fn plan(
+pub(crate) fn plan(
     mirrors: &HashMap<String, (String, String)>,
     roles: &BTreeMap<String, Role>,
     current: &[(AssignmentRow, f64)],
@@ -130,7 +134,7 @@ pub fn plan(
 /// How long until the next member's role changes with no heartbeat from
 /// it: live → holding at the TTL, holding → dead after the grace, leaving
 /// → gone after the leave grace. Pure.
-pub fn next_role_change(members: &[MemberRow], timing: &Timing) -> Option<Duration> {
+pub(crate) fn next_role_change(members: &[MemberRow], timing: &Timing) -> Option<Duration> {
     let (ttl, grace) = (timing.ttl.as_secs_f64(), timing.grace.as_secs_f64());
     members
         .iter()

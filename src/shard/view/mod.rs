@@ -13,7 +13,7 @@ use crate::kubeclient::WriteDeadline;
 /// One mirror this member owns: its assignment's epoch and where it lives
 /// (so the mirror watch can fetch a mirror the moment it is acquired).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owned {
+pub(crate) struct Owned {
     pub epoch: i64,
     pub namespace: String,
     pub name: String,
@@ -56,7 +56,7 @@ struct State {
     activations: u64,
 }
 
-pub struct ShardView {
+pub(crate) struct ShardView {
     pub member: String,
     state: Mutex<State>,
     /// Writes may be sent until then: the lease (`lease_until`), once no
@@ -71,7 +71,7 @@ pub struct ShardView {
 }
 
 impl ShardView {
-    pub fn new(member: &str, deadline: Arc<WriteDeadline>) -> Self {
+    pub(crate) fn new(member: &str, deadline: Arc<WriteDeadline>) -> Self {
         // Fenced until registered and heartbeating.
         deadline.set(None);
         Self {
@@ -85,31 +85,31 @@ impl ShardView {
         }
     }
 
-    pub fn owns(&self, uid: &str) -> bool {
+    pub(crate) fn owns(&self, uid: &str) -> bool {
         let s = self.state.lock().unwrap();
         s.current(Instant::now()) && s.owned.contains_key(uid)
     }
 
-    pub fn epoch(&self, uid: &str) -> Option<i64> {
+    pub(crate) fn epoch(&self, uid: &str) -> Option<i64> {
         self.state.lock().unwrap().owned.get(uid).map(|o| o.epoch)
     }
 
     /// The mirrors this member may reconcile now, with the activation they
     /// belong to; `None` while fenced or before the assignments were read
     /// again.
-    pub fn active(&self) -> Option<(u64, HashMap<String, Owned>)> {
+    pub(crate) fn active(&self) -> Option<(u64, HashMap<String, Owned>)> {
         let s = self.state.lock().unwrap();
         s.current(Instant::now())
             .then(|| (s.activations, s.owned.clone()))
     }
 
-    pub fn owned_count(&self) -> usize {
+    pub(crate) fn owned_count(&self) -> usize {
         self.state.lock().unwrap().owned.len()
     }
 
     /// Starts a reconcile of `uid` if this member owns it; the work counts
     /// as in flight until `end`.
-    pub fn begin(&self, uid: &str) -> bool {
+    pub(crate) fn begin(&self, uid: &str) -> bool {
         let mut s = self.state.lock().unwrap();
         let current = s.current(Instant::now());
         let epoch = match s.owned.get(uid) {
@@ -127,7 +127,10 @@ impl ShardView {
 
     /// Resolves when the running reconcile of `uid` is cancelled (its
     /// mirror released, or this member fenced); never, if none runs.
-    pub fn cancelled(&self, uid: &str) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn cancelled(
+        &self,
+        uid: &str,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let rx = self
             .state
             .lock()
@@ -145,25 +148,26 @@ impl ShardView {
         }
     }
 
-    pub fn end(&self, uid: &str) {
+    pub(crate) fn end(&self, uid: &str) {
         let mut s = self.state.lock().unwrap();
         s.in_flight.remove(uid);
         self.open(&s);
     }
 
     /// The epoch the running reconcile of `uid` began under.
-    pub fn in_flight_epoch(&self, uid: &str) -> Option<i64> {
+    pub(crate) fn in_flight_epoch(&self, uid: &str) -> Option<i64> {
         let s = self.state.lock().unwrap();
         s.in_flight.get(uid).map(|r| r.epoch)
     }
 
-    pub fn in_flight(&self, uid: &str) -> bool {
+    pub(crate) fn in_flight(&self, uid: &str) -> bool {
         self.state.lock().unwrap().in_flight.contains_key(uid)
     }
 
     /// Whether this member's lease still holds: not fenced and before
     /// `valid_until`.
-    pub fn writable(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn writable(&self) -> bool {
         !self.state.lock().unwrap().fenced && self.deadline.holds()
     }
 
@@ -173,7 +177,7 @@ impl ShardView {
     /// the mirror is still this member's at the epoch the reconcile began
     /// under (a drain or a move ends that at once). Checked just before
     /// each replica write and status patch.
-    pub fn may_write(&self, uid: &str) -> bool {
+    pub(crate) fn may_write(&self, uid: &str) -> bool {
         let s = self.state.lock().unwrap();
         // `current`: also not stale after a fence (a process woken from a
         // pause may heartbeat again before it has read its assignments).
@@ -188,7 +192,7 @@ impl ShardView {
     /// until `started + fence_after`. After a lease that ran out, that is a
     /// new term: ownership waits for a fresh read, and writes for every
     /// reconcile of the old term to end.
-    pub fn renew(&self, valid_until: Instant) {
+    pub(crate) fn renew(&self, valid_until: Instant) {
         let mut s = self.state.lock().unwrap();
         if s.lease_until.is_none_or(|u| Instant::now() >= u) {
             s.term += 1;
@@ -209,7 +213,7 @@ impl ShardView {
 
     /// Whether the last read of the assignments ran out while the view
     /// still counted as fresh; it then no longer does (once).
-    pub fn expire_ownership(&self, now: Instant) -> bool {
+    pub(crate) fn expire_ownership(&self, now: Instant) -> bool {
         let mut s = self.state.lock().unwrap();
         let ran_out = s.fresh && s.owned_until.is_none_or(|u| now >= u);
         if ran_out {
@@ -219,7 +223,7 @@ impl ShardView {
     }
 
     /// Whether the lease ran out (the watchdog then fences).
-    pub fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn expired(&self, now: Instant) -> bool {
         self.state
             .lock()
             .unwrap()
@@ -229,7 +233,7 @@ impl ShardView {
 
     /// Replaces the owned set with what the database says, trusted until
     /// `valid_until` (the read's start + the ownership validity).
-    pub fn set_owned(&self, owned: HashMap<String, Owned>, valid_until: Instant) {
+    pub(crate) fn set_owned(&self, owned: HashMap<String, Owned>, valid_until: Instant) {
         let mut s = self.state.lock().unwrap();
         // Resuming after a fence or after the last read ran out: the mirror
         // watch then reconciles every owned mirror, so what changed while
@@ -252,7 +256,7 @@ impl ShardView {
 
     /// Stops owning one mirror (a drain), at once, and cancels its running
     /// reconcile.
-    pub fn release(&self, uid: &str) {
+    pub(crate) fn release(&self, uid: &str) {
         let removed = {
             let mut s = self.state.lock().unwrap();
             if let Some(running) = s.in_flight.get(uid) {
@@ -267,7 +271,7 @@ impl ShardView {
 
     /// Stops every write at once (the client's too) until heartbeats
     /// work again; returns whether it was not fenced before.
-    pub fn fence(&self) -> bool {
+    pub(crate) fn fence(&self) -> bool {
         let mut s = self.state.lock().unwrap();
         let was = s.fenced;
         s.fenced = true;
@@ -283,7 +287,7 @@ impl ShardView {
     /// Heartbeats work again: ownership waits for a fresh read of the assignments.
     /// Called on every successful heartbeat; only the first one after a
     /// fence changes anything (staleness must not flicker every second).
-    pub fn unfence(&self) -> bool {
+    pub(crate) fn unfence(&self) -> bool {
         let mut s = self.state.lock().unwrap();
         let was = s.fenced;
         if was {
@@ -293,11 +297,11 @@ impl ShardView {
         was
     }
 
-    pub fn fenced(&self) -> bool {
+    pub(crate) fn fenced(&self) -> bool {
         self.state.lock().unwrap().fenced
     }
 
-    pub fn changes(&self) -> watch::Receiver<u64> {
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
 }

@@ -1,6 +1,6 @@
 use super::*;
 
-pub fn owned(uid: &str, epoch: i64) -> (String, Owned) {
+pub(crate) fn owned(uid: &str, epoch: i64) -> (String, Owned) {
     let (namespace, name) = ("ns".to_string(), format!("mirror-{uid}"));
     (
         uid.to_string(),
@@ -12,7 +12,7 @@ pub fn owned(uid: &str, epoch: i64) -> (String, Owned) {
     )
 }
 
-pub fn fresh_view() -> ShardView {
+pub(crate) fn fresh_view() -> ShardView {
     ShardView::new("m", Arc::new(WriteDeadline::closed()))
 }
 

@@ -112,7 +112,11 @@ impl<'a> CoordinatorTx<'a> {
     /// takes effect for the new owner only after `forced_hold`, once the
     /// live old owner's trust in its last read has run out. Returns how
     /// many moved.
-    pub async fn reassign(&mut self, moves: &[Move], rules: MoveRules) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn reassign(
+        &mut self,
+        moves: &[Move],
+        rules: MoveRules,
+    ) -> Result<u64, sqlx::Error> {
         if moves.is_empty() {
             return Ok(0);
         }
@@ -186,7 +190,7 @@ impl<'a> CoordinatorTx<'a> {
     }
 
     /// Assignments of mirrors that no longer exist (at the epoch read).
-    pub async fn remove(&mut self, rows: &[(String, i64)]) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn remove(&mut self, rows: &[(String, i64)]) -> Result<u64, sqlx::Error> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -208,7 +212,7 @@ impl<'a> CoordinatorTx<'a> {
     /// members silent that long that own nothing (and are about to own
     /// nothing): neither table grows without bound. Returns (history rows,
     /// members) deleted.
-    pub async fn prune(
+    pub(crate) async fn prune(
         &mut self,
         age: std::time::Duration,
         batch: i64,
@@ -250,7 +254,7 @@ impl<'a> CoordinatorTx<'a> {
     }
 
     /// Commits a change no worker needs to hear about (pruning).
-    pub async fn commit_quietly(self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit_quietly(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
 }

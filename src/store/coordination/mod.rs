@@ -16,12 +16,12 @@ pub use coordinator_tx::{
     CoordinatorError, CoordinatorTx, Move, MoveRules, bump_epoch, current_epoch, renew,
 };
 /// NOTIFY channel: assignments changed (payload: a member name, or empty).
-pub const ASSIGNMENTS_CHANNEL: &str = "configmirror_assignments";
+pub(crate) const ASSIGNMENTS_CHANNEL: &str = "configmirror_assignments";
 /// NOTIFY channel: membership changed.
-pub const MEMBERS_CHANNEL: &str = "configmirror_members";
+pub(crate) const MEMBERS_CHANNEL: &str = "configmirror_members";
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct MemberRow {
+pub(crate) struct MemberRow {
     pub name: String,
     pub state: String,
     /// Seconds since the last heartbeat, by the database's clock.
@@ -98,7 +98,7 @@ pub async fn heartbeat(pool: &PgPool, name: &str, incarnation: Uuid) -> Result<b
 }
 
 /// Says this incarnation is leaving (SIGTERM): its mirrors are held for the grace.
-pub async fn leave(pool: &PgPool, name: &str, incarnation: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn leave(pool: &PgPool, name: &str, incarnation: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE members SET state = 'leaving', left_at = now() WHERE name = $1 AND incarnation = $2",
         name,
@@ -112,7 +112,7 @@ pub async fn leave(pool: &PgPool, name: &str, incarnation: Uuid) -> Result<(), s
     Ok(())
 }
 
-pub async fn members(pool: &PgPool) -> Result<Vec<MemberRow>, sqlx::Error> {
+pub(crate) async fn members(pool: &PgPool) -> Result<Vec<MemberRow>, sqlx::Error> {
     sqlx::query_as!(
         MemberRow,
         r#"
@@ -149,7 +149,9 @@ pub async fn assignments_of(pool: &PgPool, member: &str) -> Result<Vec<Held>, sq
 }
 
 /// Every assignment, with the seconds since it last changed.
-pub async fn all_assignments(pool: &PgPool) -> Result<Vec<(AssignmentRow, f64)>, sqlx::Error> {
+pub(crate) async fn all_assignments(
+    pool: &PgPool,
+) -> Result<Vec<(AssignmentRow, f64)>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"
         SELECT mirror_uid, mirror_namespace, mirror_name, member, state, next_member, epoch,
@@ -210,7 +212,7 @@ pub async fn acknowledge_drain(
 }
 
 /// A listener on both channels.
-pub async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+pub(crate) async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
         .listen_all([ASSIGNMENTS_CHANNEL, MEMBERS_CHANNEL])

@@ -6,13 +6,13 @@
 use crate::store::rows::Row;
 
 /// Rows per statement.
-pub const MAX_ROWS: usize = 500;
+pub(crate) const MAX_ROWS: usize = 500;
 /// Bytes of row content per statement (a row larger than this, which a
 /// 1 MiB ConfigMap cannot be, still goes alone).
-pub const MAX_BYTES: usize = 8 << 20;
+pub(crate) const MAX_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub rows: usize,
     pub bytes: usize,
 }
@@ -28,7 +28,7 @@ impl Default for Limits {
 
 /// `rows` in order, as consecutive slices within `limits` (every slice
 /// holds at least one row).
-pub fn batches(rows: &[Row], limits: Limits) -> impl Iterator<Item = &[Row]> {
+pub(crate) fn batches(rows: &[Row], limits: Limits) -> impl Iterator<Item = &[Row]> {
     let sizes: Vec<usize> = rows.iter().map(Row::size).collect();
     let mut start = 0;
     std::iter::from_fn(move || {

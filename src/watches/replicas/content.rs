@@ -31,16 +31,16 @@ use crate::telemetry::names;
 /// How long a change we did not record waits before it is read: the watch
 /// often delivers our own write (a small metadata event) before the write's
 /// response (which echoes up to 1 MiB) has been read and recorded.
-pub const GRACE: Duration = Duration::from_secs(2);
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
 /// Reads in flight at once: each holds one replica (up to ~1.5 MiB).
-pub const READS_AT_ONCE: usize = 4;
+pub(crate) const READS_AT_ONCE: usize = 4;
 
 const CONTENT_FIELDS: [&str; 3] = ["f:data", "f:binaryData", "f:immutable"];
 
 /// `meta` as the operator keeps it when its recorded hash can be trusted
 /// (see the module doc), `None` when its content must be read.
-pub fn trusted(meta: &ObjectMeta) -> Option<ReplicaMeta> {
+pub(crate) fn trusted(meta: &ObjectMeta) -> Option<ReplicaMeta> {
     let entries = meta.managed_fields.as_deref().unwrap_or_default();
     let mut ours_own_content = false;
     let mut immutable = false;
@@ -75,7 +75,7 @@ pub fn trusted(meta: &ObjectMeta) -> Option<ReplicaMeta> {
 }
 
 /// Reads one replica and hashes it: `None` when it is gone.
-pub async fn read(
+pub(crate) async fn read(
     client: &Client,
     namespace: &str,
     name: &str,
@@ -96,7 +96,7 @@ pub async fn read(
 /// Reads every one of `wanted` (namespace, name), `READS_AT_ONCE` at a
 /// time; those that could not be read are left out (the caller's next list
 /// or event tries again).
-pub async fn read_all(client: &Client, wanted: Vec<(String, String)>) -> Vec<ReplicaMeta> {
+pub(crate) async fn read_all(client: &Client, wanted: Vec<(String, String)>) -> Vec<ReplicaMeta> {
     futures::stream::iter(wanted)
         .map(|(namespace, name)| {
             let client = client.clone();
@@ -117,7 +117,7 @@ pub async fn read_all(client: &Client, wanted: Vec<(String, String)>) -> Vec<Rep
 }
 
 /// A change to read once its grace has passed.
-pub struct Pending {
+pub(crate) struct Pending {
     pub namespace: String,
     pub name: String,
     pub resource_version: String,
@@ -127,7 +127,7 @@ pub struct Pending {
 /// Reads changes made by someone else, in the background, after `GRACE`.
 /// `still_unknown` says whether a change still needs reading (our own write
 /// may have been recorded meanwhile); `found` receives what was read.
-pub fn start_reader(
+pub(crate) fn start_reader(
     client: Client,
     still_unknown: impl Fn(&Pending) -> bool + Send + Sync + 'static,
     found: impl Fn(ReplicaMeta) + Send + Sync + 'static,
