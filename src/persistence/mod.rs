@@ -13,6 +13,7 @@ mod job;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::Semaphore;
@@ -154,7 +155,8 @@ impl Persistence {
         };
         if start {
             let this = self.clone();
-            tokio::spawn(async move { this.drain(uid).await });
+            let span = tracing::info_span!("persistence_job", mirror_uid = %uid);
+            tokio::spawn(async move { this.drain(uid).await }.instrument(span));
         }
     }
 

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -64,56 +65,59 @@ pub(crate) fn start(
         relisting: None,
         activation: None,
     };
-    tokio::spawn(async move {
-        // The watch's events go on to kube's reflector (mixed with the
-        // deletes and applies of the assignment), not into a cache of ours:
-        // only the stream is shared with the caches, not `watches::run`.
-        let mut watch = crate::watches::events(
-            api,
-            crate::watches::watch_config(),
-            crate::watches::Watch::Mirrors,
-        );
-        let mut changes = task.view.changes();
-        // Set while an assignment change waits for a re-list to finish, or
-        // for a failed fetch to be retried.
-        let mut pending: Option<tokio::time::Instant> = None;
-        loop {
-            let retry = async {
-                match pending {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                event = watch.next() => {
-                    let Some(event) = event else { return };
-                    if !task.forward(event).await {
-                        return;
+    tokio::spawn(
+        async move {
+            // The watch's events go on to kube's reflector (mixed with the
+            // deletes and applies of the assignment), not into a cache of ours:
+            // only the stream is shared with the caches, not `watches::run`.
+            let mut watch = crate::watches::events(
+                api,
+                crate::watches::watch_config(),
+                crate::watches::Watch::Mirrors,
+            );
+            let mut changes = task.view.changes();
+            // Set while an assignment change waits for a re-list to finish, or
+            // for a failed fetch to be retried.
+            let mut pending: Option<tokio::time::Instant> = None;
+            loop {
+                let retry = async {
+                    match pending {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
                     }
-                }
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(SETTLE).await;
-                    changes.borrow_and_update();
-                    pending = Some(tokio::time::Instant::now());
-                }
-                () = retry => {}
-            }
-            if pending.is_some_and(|at| at <= tokio::time::Instant::now())
-                && task.relisting.is_none()
-            {
-                pending = match task.sync().await {
-                    Ok(()) => None,
-                    Err(()) => Some(tokio::time::Instant::now() + RETRY),
                 };
-                if task.events.is_closed() {
-                    return;
+                tokio::select! {
+                    event = watch.next() => {
+                        let Some(event) = event else { return };
+                        if !task.forward(event).await {
+                            return;
+                        }
+                    }
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(SETTLE).await;
+                        changes.borrow_and_update();
+                        pending = Some(tokio::time::Instant::now());
+                    }
+                    () = retry => {}
+                }
+                if pending.is_some_and(|at| at <= tokio::time::Instant::now())
+                    && task.relisting.is_none()
+                {
+                    pending = match task.sync().await {
+                        Ok(()) => None,
+                        Err(()) => Some(tokio::time::Instant::now() + RETRY),
+                    };
+                    if task.events.is_closed() {
+                        return;
+                    }
                 }
             }
         }
-    });
+        .instrument(tracing::info_span!("owned_mirrors")),
+    );
     OwnedMirrors {
         events: tokio_stream::wrappers::ReceiverStream::new(events_rx).boxed(),
         catch_up: tokio_stream::wrappers::UnboundedReceiverStream::new(catch_up_rx).boxed(),

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::Instrument;
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -34,11 +35,9 @@ impl Membership {
     /// took this member's name (then this one must stop).
     pub(crate) async fn run(&self, view: Arc<ShardView>, timing: Timing, health: Arc<Health>) {
         // Whatever this loop is stuck on, the deadline fences on time.
-        let _watchdog = AbortOnDrop(tokio::spawn(watchdog(
-            view.clone(),
-            self.name.clone(),
-            timing.fence_after(),
-        )));
+        let _watchdog = AbortOnDrop(tokio::spawn(
+            watchdog(view.clone(), self.name.clone(), timing.fence_after()).in_current_span(),
+        ));
         let mut registered = false;
         let mut last_ok: Option<Instant> = None;
         let mut max_gap: f64 = 0.0;

@@ -2,6 +2,7 @@
 //! they are being deleted.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
+use tracing::Instrument;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PartialObjectMeta;
@@ -38,7 +39,9 @@ impl NamespaceCache {
             cache: cache.clone(),
             triggers,
         };
-        let task = tokio::spawn(super::run(feed, events, ready_tx, "namespaces".into()));
+        let span = tracing::info_span!("watch", watch = "namespaces");
+        let task =
+            tokio::spawn(super::run(feed, events, ready_tx, "namespaces".into()).instrument(span));
         (cache, task)
     }
 

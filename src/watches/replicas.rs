@@ -20,6 +20,7 @@ mod feed;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use tracing::Instrument;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta, PartialObjectMeta};
@@ -92,7 +93,9 @@ impl ReplicaCache {
             triggers,
             pending,
         };
-        let task = tokio::spawn(super::run(feed, events, ready_tx, "replicas".into()));
+        let span = tracing::info_span!("watch", watch = "replicas");
+        let task =
+            tokio::spawn(super::run(feed, events, ready_tx, "replicas".into()).instrument(span));
         (cache, task)
     }
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
@@ -157,7 +158,10 @@ impl SourceCache {
             triggers: self.triggers.clone(),
             namespace: namespace.to_string(),
         };
-        let task = tokio::spawn(super::run(feed, events, ready_tx, namespace.to_string()));
+        let span = tracing::info_span!("watch", watch = "sources", namespace);
+        let task = tokio::spawn(
+            super::run(feed, events, ready_tx, namespace.to_string()).instrument(span),
+        );
         NamespaceWatch {
             filter,
             store,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures::{StreamExt, TryStreamExt, future};
 use kube::runtime::controller::{self, applier};
@@ -225,7 +226,10 @@ pub(crate) async fn run(
             futures::stream::iter(refs.into_iter().map(Ok::<_, watcher::Error>))
         });
 
-    let housekeeping = tokio::spawn(housekeeping(ctx.clone(), reader.clone(), listed, health));
+    let housekeeping = tokio::spawn(
+        housekeeping(ctx.clone(), reader.clone(), listed, health)
+            .instrument(tracing::info_span!("controller_housekeeping")),
+    );
     let catch_up = catch_up.map(Ok);
     let requests = liveness.clone();
     let queue = futures::stream::select(

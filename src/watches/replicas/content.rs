@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -134,17 +135,18 @@ pub(crate) fn start_reader(
 ) -> (mpsc::UnboundedSender<Pending>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     let (still_unknown, found) = (Arc::new(still_unknown), Arc::new(found));
-    let task = tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(READS_AT_ONCE));
-        while let Some(pending) = rx.recv().await {
-            tokio::time::sleep_until(pending.due).await;
-            if !still_unknown(&pending) {
-                continue;
-            }
-            let slot = slots.clone().acquire_owned().await.expect("never closed");
-            let (client, still_unknown, found) =
-                (client.clone(), still_unknown.clone(), found.clone());
-            tokio::spawn(async move {
+    let task = tokio::spawn(
+        async move {
+            let slots = Arc::new(Semaphore::new(READS_AT_ONCE));
+            while let Some(pending) = rx.recv().await {
+                tokio::time::sleep_until(pending.due).await;
+                if !still_unknown(&pending) {
+                    continue;
+                }
+                let slot = slots.clone().acquire_owned().await.expect("never closed");
+                let (client, still_unknown, found) =
+                    (client.clone(), still_unknown.clone(), found.clone());
+                tokio::spawn(async move {
                 let _slot = slot;
                 // Read only if nothing newer arrived while waiting for a slot.
                 if !still_unknown(&pending) {
@@ -159,9 +161,11 @@ pub(crate) fn start_reader(
                         "reading a changed replica failed; the next change or re-list tries again"
                     ),
                 }
-            });
+            }.in_current_span());
+            }
         }
-    });
+        .in_current_span(),
+    );
     (tx, task)
 }
 
