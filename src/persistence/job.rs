@@ -21,35 +21,9 @@ pub(super) async fn run(
     failures: u32,
 ) -> (Outcome, Option<WrittenRows>) {
     let started = Instant::now();
-    let database = {
-        // Reading the Secret is an API call: bounded like the rest.
-        let _resolving = queue.running.acquire().await.expect("never closed");
-        queue
-            .databases
-            .for_mirror(&job.mirror.namespace, job.database.as_ref())
-            .await
-    };
-    // A mirror being deleted with its namespace has lost its Secret first;
-    // a pool made from it before still reaches the rows.
-    let cached = || {
-        matches!(job.work, Work::DeleteAll)
-            .then(|| {
-                queue
-                    .databases
-                    .cached_for_mirror(&job.mirror.namespace, job.database.as_ref())
-            })
-            .flatten()
-    };
-    let db = match database {
+    let db = match find_database(queue, &job).await {
         Ok(Some(db)) => db,
         Ok(None) => return (Outcome::Off, None),
-        Err(Error::SecretNotFound(secret)) => match cached() {
-            Some(db) => db,
-            None => {
-                let e = Error::SecretNotFound(secret);
-                return failed(&job.mirror, e, failures, started, written);
-            }
-        },
         Err(e) => return failed(&job.mirror, e, failures, started, written),
     };
     let limit = queue.database_limit(&db.identity);
@@ -70,37 +44,64 @@ pub(super) async fn run(
         Work::DeleteAll => delete(&db, &job.mirror, job.fence.as_ref()).await,
     };
     match result {
-        Ok((changes, now_written)) => {
-            let label = if changes.any() {
-                "changed"
-            } else {
-                "unchanged"
-            };
-            metrics::histogram!(names::DB_SYNC_DURATION, "result" => label)
-                .record(started.elapsed().as_secs_f64());
-            for (op, n) in [
-                ("created", changes.created),
-                ("updated", changes.updated),
-                ("deleted", changes.deleted),
-            ] {
-                if n > 0 {
-                    metrics::counter!(names::DB_ROWS_WRITTEN, "op" => op).increment(n);
-                }
-            }
-            let outcome = match &job.work {
-                Work::Sync(sources) => Outcome::Synced {
-                    database: db.label.clone(),
-                    rows: sources.len(),
-                    changed: changes.any(),
-                },
-                Work::DeleteAll => Outcome::Deleted {
-                    database: db.label.clone(),
-                    rows: changes.deleted,
-                },
-            };
-            (outcome, now_written)
-        }
+        Ok((changes, now_written)) => (succeeded(&db, &job, &changes, started), now_written),
         Err(e) => failed(&job.mirror, e, failures, started, None),
+    }
+}
+
+/// The mirror's database: none when persistence is off for it.
+async fn find_database(queue: &Persistence, job: &Job) -> Result<Option<Arc<Database>>, Error> {
+    let found = {
+        // Reading the Secret is an API call: bounded like the rest.
+        let _resolving = queue.running.acquire().await.expect("never closed");
+        queue
+            .databases
+            .for_mirror(&job.mirror.namespace, job.database.as_ref())
+            .await
+    };
+    match found {
+        // A mirror being deleted with its namespace has lost its Secret
+        // first; a pool made from it before still reaches the rows.
+        Err(Error::SecretNotFound(secret)) => match job.work {
+            Work::DeleteAll => queue
+                .databases
+                .cached_for_mirror(&job.mirror.namespace, job.database.as_ref())
+                .map(Some)
+                .ok_or(Error::SecretNotFound(secret)),
+            Work::Sync(_) => Err(Error::SecretNotFound(secret)),
+        },
+        other => other,
+    }
+}
+
+/// Counts what a job changed and says what it did.
+fn succeeded(db: &Database, job: &Job, changes: &Changes, started: Instant) -> Outcome {
+    let label = if changes.any() {
+        "changed"
+    } else {
+        "unchanged"
+    };
+    metrics::histogram!(names::DB_SYNC_DURATION, "result" => label)
+        .record(started.elapsed().as_secs_f64());
+    for (op, n) in [
+        ("created", changes.created),
+        ("updated", changes.updated),
+        ("deleted", changes.deleted),
+    ] {
+        if n > 0 {
+            metrics::counter!(names::DB_ROWS_WRITTEN, "op" => op).increment(n);
+        }
+    }
+    match &job.work {
+        Work::Sync(sources) => Outcome::Synced {
+            database: db.label.clone(),
+            rows: sources.len(),
+            changed: changes.any(),
+        },
+        Work::DeleteAll => Outcome::Deleted {
+            database: db.label.clone(),
+            rows: changes.deleted,
+        },
     }
 }
 

@@ -54,7 +54,7 @@ pub(crate) fn start(
 ) -> OwnedMirrors {
     let (events_tx, events_rx) = mpsc::channel(1024);
     let (catch_up_tx, catch_up_rx) = mpsc::unbounded_channel();
-    let mut task = Task {
+    let task = Task {
         client,
         scope,
         view,
@@ -66,57 +66,8 @@ pub(crate) fn start(
         activation: None,
     };
     tokio::spawn(
-        async move {
-            // The watch's events go on to kube's reflector (mixed with the
-            // deletes and applies of the assignment), not into a cache of ours:
-            // only the stream is shared with the caches, not `watches::run`.
-            let mut watch = crate::watches::events(
-                api,
-                crate::watches::watch_config(),
-                crate::watches::Watch::Mirrors,
-            );
-            let mut changes = task.view.changes();
-            // Set while an assignment change waits for a re-list to finish, or
-            // for a failed fetch to be retried.
-            let mut pending: Option<tokio::time::Instant> = None;
-            loop {
-                let retry = async {
-                    match pending {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    event = watch.next() => {
-                        let Some(event) = event else { return };
-                        if !task.forward(event).await {
-                            return;
-                        }
-                    }
-                    changed = changes.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(SETTLE).await;
-                        changes.borrow_and_update();
-                        pending = Some(tokio::time::Instant::now());
-                    }
-                    () = retry => {}
-                }
-                if pending.is_some_and(|at| at <= tokio::time::Instant::now())
-                    && task.relisting.is_none()
-                {
-                    pending = match task.sync().await {
-                        Ok(()) => None,
-                        Err(()) => Some(tokio::time::Instant::now() + RETRY),
-                    };
-                    if task.events.is_closed() {
-                        return;
-                    }
-                }
-            }
-        }
-        .instrument(tracing::info_span!("owned_mirrors")),
+        task.run(api)
+            .instrument(tracing::info_span!("owned_mirrors")),
     );
     OwnedMirrors {
         events: tokio_stream::wrappers::ReceiverStream::new(events_rx).boxed(),
@@ -141,6 +92,58 @@ struct Task {
 }
 
 impl Task {
+    /// Follows the watch and the assignment until the controller is gone.
+    async fn run(mut self, api: Api<ConfigMirror>) {
+        // The watch's events go on to kube's reflector (mixed with the
+        // deletes and applies of the assignment), not into a cache of ours:
+        // only the stream is shared with the caches, not `watches::run`.
+        let mut watch = crate::watches::events(
+            api,
+            crate::watches::watch_config(),
+            crate::watches::Watch::Mirrors,
+        );
+        let mut changes = self.view.changes();
+        // Set while an assignment change waits for a re-list to finish, or
+        // for a failed fetch to be retried.
+        let mut pending: Option<tokio::time::Instant> = None;
+        loop {
+            let retry = async {
+                match pending {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = watch.next() => {
+                    let Some(event) = event else { return };
+                    if !self.forward(event).await {
+                        return;
+                    }
+                }
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                    changes.borrow_and_update();
+                    pending = Some(tokio::time::Instant::now());
+                }
+                () = retry => {}
+            }
+            if pending.is_some_and(|at| at <= tokio::time::Instant::now())
+                && self.relisting.is_none()
+            {
+                pending = match self.sync().await {
+                    Ok(()) => None,
+                    Err(()) => Some(tokio::time::Instant::now() + RETRY),
+                };
+                if self.events.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Passes a watch event on if it concerns an owned mirror; `false` when
     /// the consumer is gone.
     async fn forward(&mut self, event: Event) -> bool {
@@ -181,23 +184,8 @@ impl Task {
         let Some((activation, owned)) = self.view.active() else {
             return Ok(());
         };
-        let released: Vec<String> = self
-            .present
-            .keys()
-            .filter(|uid| !owned.contains_key(*uid))
-            .cloned()
-            .collect();
-        for uid in released {
-            let r = self.present.remove(&uid).expect("present");
-            tracing::debug!(mirror = %format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name), "released");
-            if self
-                .events
-                .send(Ok(watcher::Event::Delete(tombstone(&uid, &r))))
-                .await
-                .is_err()
-            {
-                return Ok(());
-            }
+        if !self.drop_released(&owned).await {
+            return Ok(());
         }
         if self.activation != Some(activation) {
             // Resumed (or started): what changed while this member could not
@@ -216,7 +204,37 @@ impl Task {
         if acquired.is_empty() {
             return Ok(());
         }
-        let (fetched, complete) = self.fetch(&acquired).await;
+        self.take_acquired(&acquired).await
+    }
+
+    /// Tells the store of the mirrors no longer owned; `false` once the
+    /// controller is gone.
+    async fn drop_released(&mut self, owned: &HashMap<String, Owned>) -> bool {
+        let released: Vec<String> = self
+            .present
+            .keys()
+            .filter(|uid| !owned.contains_key(*uid))
+            .cloned()
+            .collect();
+        for uid in released {
+            let r = self.present.remove(&uid).expect("present");
+            tracing::debug!(mirror = %format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name), "released");
+            if self
+                .events
+                .send(Ok(watcher::Event::Delete(tombstone(&uid, &r))))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Fetches the acquired mirrors, loads their replicas, and hands them
+    /// to the store: `Err` when some could not be fetched (retried later).
+    async fn take_acquired(&mut self, acquired: &HashMap<&String, &Owned>) -> Result<(), ()> {
+        let (fetched, complete) = self.fetch(acquired).await;
         tracing::debug!(
             acquired = acquired.len(),
             fetched = fetched.len(),

@@ -29,6 +29,45 @@ impl Membership {
         }
     }
 
+    /// One heartbeat (the registration first): whether the name is still
+    /// ours. Bounded: a partition in the middle of a statement never
+    /// returns by itself.
+    async fn beat(&self, registered: bool, timeout: Duration) -> Result<bool, String> {
+        let call = async {
+            if registered {
+                coordination::heartbeat(&self.pool, &self.name, self.incarnation).await
+            } else {
+                coordination::register(&self.pool, &self.name, self.incarnation)
+                    .await
+                    .map(|()| true)
+            }
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+
+    /// A heartbeat taken: ownership holds until `fence_after` from when it
+    /// started (the database may have recorded it at any moment since),
+    /// and a fence lifts.
+    fn renewed(
+        &self,
+        view: &ShardView,
+        timing: &Timing,
+        started: Instant,
+        started_wall: SystemTime,
+    ) {
+        view.renew(started + timing.fence_after());
+        let until = started_wall + timing.fence_after();
+        let unix = until.duration_since(UNIX_EPOCH).unwrap_or_default();
+        metrics::gauge!(names::MEMBER_VALID_UNTIL).set(unix.as_secs_f64());
+        if view.unfence() {
+            tracing::info!(member = %self.name, "heartbeats work: no longer fenced");
+            metrics::gauge!(names::MEMBER_FENCED).set(0.0);
+        }
+    }
+
     /// Registers, then heartbeats until the process ends. Fences the view
     /// after `fence_after` without a successful heartbeat and lifts the
     /// fence when heartbeats work again. Returns only if another process
@@ -46,20 +85,7 @@ impl Membership {
         loop {
             tick.tick().await;
             let (started, started_wall) = (Instant::now(), SystemTime::now());
-            let call = async {
-                if registered {
-                    coordination::heartbeat(&self.pool, &self.name, self.incarnation).await
-                } else {
-                    coordination::register(&self.pool, &self.name, self.incarnation)
-                        .await
-                        .map(|()| true)
-                }
-            };
-            // A partition in the middle of a statement never returns by itself.
-            let result = match tokio::time::timeout(timing.heartbeat_timeout(), call).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {:?}", timing.heartbeat_timeout())),
-            };
+            let result = self.beat(registered, timing.heartbeat_timeout()).await;
             metrics::histogram!(names::HEARTBEAT_DURATION).record(started.elapsed().as_secs_f64());
             match result {
                 Ok(true) => {
@@ -72,16 +98,7 @@ impl Membership {
                         metrics::gauge!(names::HEARTBEAT_MAX_GAP).set(max_gap);
                     }
                     last_ok = Some(Instant::now());
-                    // From the start: the database may have recorded this
-                    // heartbeat at any moment since.
-                    view.renew(started + timing.fence_after());
-                    let until = started_wall + timing.fence_after();
-                    let unix = until.duration_since(UNIX_EPOCH).unwrap_or_default();
-                    metrics::gauge!(names::MEMBER_VALID_UNTIL).set(unix.as_secs_f64());
-                    if view.unfence() {
-                        tracing::info!(member = %self.name, "heartbeats work: no longer fenced");
-                        metrics::gauge!(names::MEMBER_FENCED).set(0.0);
-                    }
+                    self.renewed(&view, &timing, started, started_wall);
                 }
                 Ok(false) => {
                     tracing::error!(member = %self.name, "another process registered this member name; stopping");

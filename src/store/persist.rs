@@ -80,6 +80,7 @@ fn refused(db: &Database, mirror: &MirrorIdentity, fence: Option<&Fence>) -> Err
 /// One statement: upserts `rows` and records a revision for each row that
 /// changed; returns (created, updated). Columns are bound straight from the
 /// rows (no per-column copies): the statement's buffer is the only copy.
+// Long only because of its one SQL statement, which reads best whole.
 async fn upsert(
     db: &Database,
     mirror: &MirrorIdentity,

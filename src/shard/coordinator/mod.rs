@@ -26,6 +26,7 @@ pub(crate) use planning::{next_role_change, plan, roles};
 pub(crate) type MirrorIndex = Arc<RwLock<HashMap<String, (String, String)>>>;
 
 /// Keeps `index` equal to the ConfigMirrors in scope; `changed` ticks on change.
+// Its feed is declared inside: it belongs to this watch alone.
 pub(crate) async fn watch_mirrors(
     client: Client,
     scope: crate::scope::Scope,
@@ -259,6 +260,8 @@ async fn step(
 /// between is kept and the next step plans from it. Returns when a
 /// member's role changes next by the heartbeats read (a crashed member's
 /// mirrors then move at that moment, not up to a round later).
+// Longer than most: read → plan → write is the protocol, and reads best
+// in one piece.
 pub async fn step_with(
     pool: &PgPool,
     epoch: i64,
