@@ -47,7 +47,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    fn add(&mut self, done: Done) {
+    pub(in crate::reconcile) fn add(&mut self, done: Done) {
         match done {
             Done::Written { source, namespace } | Done::Adopted { source, namespace } => {
                 self.written.push((source, namespace));

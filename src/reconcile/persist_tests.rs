@@ -100,3 +100,26 @@ fn persistence_off_says_nothing() {
     assert!(queue(&q, job(1), None, None, &now()).is_none());
     assert_eq!(q.jobs.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn fenced_rows_say_superseded_or_lease_expired_and_retry() {
+    for (error, reason) in [
+        (
+            store::Error::Superseded("db".into(), "team/m".into(), 3),
+            "Superseded",
+        ),
+        (store::Error::LeaseExpired("db".into()), "LeaseExpired"),
+    ] {
+        let failed = Outcome::Failed { error, failures: 1 };
+        let q = FakeQueue::new(report(Some(failed)));
+        let p = queue(&q, job(1), Some(2), None, &now()).expect("a refusal is reported");
+        assert_eq!(
+            (p.condition.status.as_str(), p.condition.reason.as_str()),
+            ("False", reason)
+        );
+        assert!(p.retry.is_some(), "{reason}: retried, never dropped");
+        // The job was still handed over: the queue, not the reconcile,
+        // learns that it may not write.
+        assert_eq!(q.jobs.lock().unwrap().len(), 1);
+    }
+}

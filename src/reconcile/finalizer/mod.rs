@@ -97,6 +97,19 @@ pub(crate) async fn release(api: &impl MirrorApi, mirror: &ConfigMirror) -> Resu
     }
 }
 
+/// Whether a cleanup pass deleted every replica. The finalizer stays on
+/// when a delete failed, raced a change, or was not sent because this
+/// member may not write the mirror now (fenced, moved): the next pass, here
+/// or at the new owner, tries again.
+fn all_deleted(outcome: &mut apply::Outcome) -> Result<(), Error> {
+    if outcome.failures.is_empty() && outcome.stale == 0 {
+        return Ok(());
+    }
+    let remaining = outcome.failures.len() + outcome.stale;
+    let first = (!outcome.failures.is_empty()).then(|| Box::new(outcome.failures.swap_remove(0)));
+    Err(Error::CleanupIncomplete { remaining, first })
+}
+
 /// Deletes every replica of a mirror being deleted, then lets it go.
 /// Replicas are listed from the API by label (not from the cache, not from
 /// status), so even ones created a moment ago are found.
@@ -116,12 +129,7 @@ pub(crate) async fn cleanup(
     if !outcome.deleted.is_empty() {
         events::replicas_deleted(ctx, mirror, &outcome.deleted).await;
     }
-    if !outcome.failures.is_empty() || outcome.stale > 0 {
-        let remaining = outcome.failures.len() + outcome.stale;
-        let first =
-            (!outcome.failures.is_empty()).then(|| Box::new(outcome.failures.swap_remove(0)));
-        return Err(Error::CleanupIncomplete { remaining, first });
-    }
+    all_deleted(&mut outcome)?;
     // The rows go too (their deletions recorded), through the persistence
     // queue: a finalizer never waits on a database, and a database that
     // cannot be reached cannot hold the mirror (or its namespace) forever.

@@ -4,11 +4,13 @@
 use kube::api::ObjectMeta;
 
 use super::rows::{Rows, decide};
-use super::{Error, ensure_with, release};
+use super::{Error, all_deleted, ensure_with, release};
 use crate::api::{ConfigMirror, ConfigMirrorSpec, keys};
 use crate::persistence::{Outcome, Report};
 use crate::plan::MirrorIdentity;
-use crate::reconcile::fakes::{FakeApi, Sent, api_error, not_found};
+use crate::plan::{Action, DeleteReason};
+use crate::reconcile::apply::Writer;
+use crate::reconcile::fakes::{FakeApi, FakeEffects, Sent, api_error, conflict, not_found};
 use crate::reconcile::state::Memory;
 use crate::store;
 
@@ -149,4 +151,67 @@ fn cleanup_incomplete_says_the_first_cause() {
         "2 replicas could not be deleted yet, first: changed while deleting"
     );
     assert_eq!(e.metric_label(), "cleanup_incomplete");
+}
+
+/// One cleanup delete of replica `dev/cfg` through the writer, against the
+/// fakes; the outcome the finalizer judges.
+fn cleanup_delete(api: &FakeApi, effects: &FakeEffects) -> crate::reconcile::apply::Outcome {
+    let id = id();
+    let writer = Writer {
+        api,
+        effects,
+        mirror: &id,
+        adopt_reference_replicas: false,
+    };
+    let delete = Action::Delete {
+        namespace: "dev".into(),
+        name: "cfg".into(),
+        resource_version: "7".into(),
+        uid: "replica-uid".into(),
+        reason: DeleteReason::MirrorDeleted,
+    };
+    let mut outcome = crate::reconcile::apply::Outcome::default();
+    outcome.add(block_on(writer.execute(delete)));
+    outcome
+}
+
+#[test]
+fn cleanup_lets_go_only_when_every_replica_is_deleted() {
+    // Deleted (or already gone): the finalizer may go.
+    let (api, fx) = (FakeApi::default(), FakeEffects::default());
+    let mut outcome = cleanup_delete(&api, &fx);
+    assert_eq!(outcome.deleted.len(), 1);
+    assert!(all_deleted(&mut outcome).is_ok());
+    assert_eq!(api.sent().len(), 1);
+
+    // Stale: the replica changed since it was listed.
+    let (api, fx) = (FakeApi::default(), FakeEffects::default());
+    api.fail("delete", conflict());
+    let e = all_deleted(&mut cleanup_delete(&api, &fx)).unwrap_err();
+    assert!(matches!(
+        e,
+        Error::CleanupIncomplete {
+            remaining: 1,
+            first: None
+        }
+    ));
+
+    // Failed: the cause is kept.
+    let (api, fx) = (FakeApi::default(), FakeEffects::default());
+    api.fail("delete", api_error(500, "etcd is sad"));
+    let e = all_deleted(&mut cleanup_delete(&api, &fx)).unwrap_err();
+    assert!(e.to_string().contains("etcd is sad"), "{e}");
+
+    // Fenced: nothing is sent and the finalizer stays for the next owner.
+    let (api, fx) = (FakeApi::default(), FakeEffects::default());
+    *fx.fenced.lock().unwrap() = true;
+    let e = all_deleted(&mut cleanup_delete(&api, &fx)).unwrap_err();
+    assert!(matches!(
+        e,
+        Error::CleanupIncomplete {
+            remaining: 1,
+            first: None
+        }
+    ));
+    assert!(api.sent().is_empty());
 }
