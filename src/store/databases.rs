@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 
 use super::credentials::{connect_options, decode_secret};
 use super::deadline::{self, Deadlines};
-use super::{Error, migrate};
+use super::{Cause, Error, migrate};
 use crate::api::DatabaseSpec;
 
 /// How long a failed migration run answers for the next callers too.
@@ -308,7 +308,7 @@ impl Databases {
         let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await
-            .map_err(|e| Error::SecretRead(key.clone(), e.to_string()))?
+            .map_err(|e| Error::SecretRead(key.clone(), Cause::new(e)))?
             .ok_or_else(|| Error::SecretNotFound(key.clone()))?;
         let identity = format!("{key}@{}", secret.resource_version().unwrap_or_default());
         let cache_key = (namespace.to_string(), name.to_string());

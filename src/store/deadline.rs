@@ -73,7 +73,7 @@ pub(crate) async fn within<T>(
 ) -> Result<T, Error> {
     match tokio::time::timeout(limit, call).await {
         Ok(Err(e)) if is_server_timeout(&e) => Err(Error::Timeout(label.to_string(), what, limit)),
-        Ok(result) => result.map_err(|e| Error::from_sqlx(label, &e)),
+        Ok(result) => result.map_err(|e| Error::from_sqlx(label, e)),
         Err(_) => Err(Error::Timeout(label.to_string(), what, limit)),
     }
 }
@@ -95,10 +95,14 @@ pub(crate) async fn classify_acquire_failure(
     options: &PgConnectOptions,
     limit: Duration,
 ) -> Error {
-    let Error::Unreachable(label, message) = &error else {
+    let Error::Unreachable(label, cause) = &error else {
         return error;
     };
-    if !message.contains("pool timed out") || options.get_socket().is_some() {
+    let pool_timed_out = matches!(
+        cause.downcast::<sqlx::Error>(),
+        Some(sqlx::Error::PoolTimedOut)
+    );
+    if !pool_timed_out || options.get_socket().is_some() {
         return error;
     }
     let address = (options.get_host().to_string(), options.get_port());
@@ -117,6 +121,7 @@ pub(crate) async fn classify_acquire_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Cause;
 
     #[tokio::test]
     async fn a_call_past_its_deadline_is_a_timeout_naming_what_and_where() {
@@ -142,12 +147,8 @@ mod tests {
         drop(refused);
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let silent_port = silent.local_addr().unwrap().port();
-        let pool_timeout = || {
-            Error::Unreachable(
-                "db".into(),
-                "pool timed out while waiting for an open connection".into(),
-            )
-        };
+        let pool_timeout =
+            || Error::Unreachable("db".into(), Cause::new(sqlx::Error::PoolTimedOut));
         let options = |port| PgConnectOptions::new().host("127.0.0.1").port(port);
         let limit = Duration::from_secs(5);
         let e = classify_acquire_failure(pool_timeout(), &options(refused_port), limit).await;

@@ -9,8 +9,8 @@ use sqlx::Connection;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
-use super::Error;
 use super::deadline::is_server_timeout;
+use super::{Cause, Error};
 
 pub(crate) const PERSISTENCE_HISTORY: &str = "_configmirror_persistence_migrations";
 
@@ -45,7 +45,7 @@ pub async fn run_within(
     let run = async {
         let mut conn = PgConnection::connect_with(options)
             .await
-            .map_err(|e| Error::from_sqlx(label, &e))?;
+            .map_err(|e| Error::from_sqlx(label, e))?;
         let limit = format!("{}ms", deadline.as_millis());
         let limited = sqlx::query(
             "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)",
@@ -53,7 +53,7 @@ pub async fn run_within(
         .bind(&limit)
         .execute(&mut conn)
         .await
-        .map_err(|e| Error::from_sqlx(label, &e));
+        .map_err(|e| Error::from_sqlx(label, e));
         let result = match limited {
             // What `run` does, minus its `Acquire` bound, which makes the
             // future fail `Send` in a spawned task (sqlx's own workaround).
@@ -76,10 +76,10 @@ fn migration_error(label: &str, deadline: Duration, e: MigrateError) -> Error {
         MigrateError::Execute(inner) if is_server_timeout(&inner) => {
             Error::Timeout(label.to_string(), "migrating", deadline)
         }
-        MigrateError::Execute(inner) => match Error::from_sqlx(label, &inner) {
+        MigrateError::Execute(inner) => match Error::from_sqlx(label, inner) {
             Error::Write(db, message) => Error::Migration(db, message),
             other => other,
         },
-        other => Error::Migration(label.to_string(), other.to_string()),
+        other => Error::Migration(label.to_string(), Cause::new(other)),
     }
 }

@@ -10,8 +10,63 @@ pub mod migrate;
 pub mod persist;
 pub mod rows;
 
+use std::sync::Arc;
+
 pub use databases::{Database, Databases};
 pub use deadline::Deadlines;
+
+/// The error underneath a store error, kept whole: its type can be asked
+/// (`downcast`) and its own chain reached through `source()`. Shared, so an
+/// outcome holding it clones cheaply into every report of the mirror; two
+/// causes are equal when they say the same.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub(crate) fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The underlying error, when it is an `E`.
+    pub(crate) fn downcast<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref::<E>()
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.to_string() == other.to_string()
+    }
+}
+
+/// A cause known only by what it says (a message, not an error value).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Said(String);
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Cause::new(Said(message))
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        Cause::new(Said(message.to_string()))
+    }
+}
 
 /// Why a mirror's rows could not be written. Each is a reason on the
 /// DatabaseSynced condition and a label on the error metric.
@@ -30,15 +85,15 @@ pub enum Error {
     #[error("invalid database secret {0}")]
     SecretInvalid(String),
     #[error("reading secret {0}: {1}")]
-    SecretRead(String, String),
+    SecretRead(String, #[source] Cause),
     #[error("database {0} refused the credentials: {1}")]
-    AuthFailed(String, String),
+    AuthFailed(String, #[source] Cause),
     #[error("database {0} is unreachable: {1}")]
-    Unreachable(String, String),
+    Unreachable(String, #[source] Cause),
     #[error("migrating database {0}: {1}")]
-    Migration(String, String),
+    Migration(String, #[source] Cause),
     #[error("writing to database {0}: {1}")]
-    Write(String, String),
+    Write(String, #[source] Cause),
     #[error("database {0} did not answer within {2:?} ({1})")]
     Timeout(String, &'static str, std::time::Duration),
     #[error(
@@ -84,22 +139,21 @@ impl Error {
     }
 
     /// Classifies a database error for `database` (a label, never a password).
-    pub(crate) fn from_sqlx(database: &str, e: &sqlx::Error) -> Self {
-        let text = e.to_string();
-        match e {
+    pub(crate) fn from_sqlx(database: &str, e: sqlx::Error) -> Self {
+        match &e {
             sqlx::Error::Database(db)
                 if matches!(db.code().as_deref(), Some("28P01" | "28000")) =>
             {
-                Error::AuthFailed(database.into(), text)
+                Error::AuthFailed(database.into(), Cause::new(e))
             }
             sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
-                Error::Unreachable(database.into(), text)
+                Error::Unreachable(database.into(), Cause::new(e))
             }
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => Error::Unreachable(database.into(), text),
-            _ => Error::Write(database.into(), text),
+            | sqlx::Error::Tls(_) => Error::Unreachable(database.into(), Cause::new(e)),
+            _ => Error::Write(database.into(), Cause::new(e)),
         }
     }
 
