@@ -121,6 +121,19 @@ pub struct RunArgs {
     )]
     pub database_secret_namespaces: Vec<String>,
 
+    /// Comma-separated CIDRs, IP addresses and host names that a mirror's
+    /// own database Secret (database.secretRef) may point at; a host outside
+    /// them is refused with no connection attempt (reason HostNotAllowed).
+    /// Names are compared as written, never resolved. Empty: any host. The
+    /// operator's own database (--database-url/--database-secret) is not limited.
+    #[arg(
+        long,
+        env = "CONFIGMIRROR_DATABASE_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_parser = allowed_host
+    )]
+    pub database_allowed_hosts: Vec<String>,
+
     /// Connections per database pool (default: --persistence-per-database + 1).
     #[arg(long, env = "CONFIGMIRROR_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
@@ -245,4 +258,11 @@ pub struct RunArgs {
         default_value_t = 600
     )]
     pub revision_prune_interval_seconds: u64,
+}
+
+/// One `--database-allowed-hosts` entry, checked as the flags are parsed.
+fn allowed_host(entry: &str) -> Result<String, String> {
+    crate::store::hosts::AllowedHosts::parse(&[entry])
+        .map(|_| entry.to_string())
+        .map_err(|e| e.to_string())
 }

@@ -24,6 +24,12 @@ impl RunArgs {
             })
     }
 
+    /// `--database-allowed-hosts`, each entry already checked by its parser.
+    pub(crate) fn allowed_hosts(&self) -> crate::store::hosts::AllowedHosts {
+        crate::store::hosts::AllowedHosts::parse(&self.database_allowed_hosts)
+            .expect("every entry was checked as the flags were parsed")
+    }
+
     pub(crate) fn excluded(&self) -> Vec<String> {
         let mut all = self.excluded_namespaces.clone();
         all.push(self.namespace.clone());

@@ -110,3 +110,19 @@ fn generated_member_names_are_unique_per_process() {
     let a = parse(&[]);
     assert_ne!(a.member(), a.member());
 }
+
+#[test]
+fn allowed_database_hosts_are_checked_as_the_flags_are_parsed() {
+    let a = parse(&["--database-allowed-hosts=10.0.0.0/8,db.example.org"]);
+    assert_eq!(a.database_allowed_hosts, ["10.0.0.0/8", "db.example.org"]);
+    assert_ne!(a.allowed_hosts(), Default::default());
+    assert_eq!(parse(&[]).allowed_hosts(), Default::default());
+    let e = Cli::try_parse_from([
+        "configmirror",
+        "run",
+        "--database-allowed-hosts=10.0.0.0/33",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("10.0.0.0/33"), "{e}");
+}

@@ -19,13 +19,16 @@ pub(super) fn databases_or_none(client: Client, args: &RunArgs) -> Arc<Databases
         Ok(d) => Arc::new(d),
         Err(e) => {
             tracing::error!(error = %e, "the operator's database setting is invalid; persistence to it is off");
-            Arc::new(Databases::new(
-                client,
-                DefaultDatabase::None,
-                Default::default(),
-                1,
-                args.deadlines(),
-            ))
+            Arc::new(
+                Databases::new(
+                    client,
+                    DefaultDatabase::None,
+                    Default::default(),
+                    1,
+                    args.deadlines(),
+                )
+                .with_allowed_hosts(args.allowed_hosts()),
+            )
         }
     }
 }
@@ -42,7 +45,8 @@ pub(super) fn databases(client: Client, args: &RunArgs) -> Result<Databases, cra
         args.database_max_connections
             .unwrap_or(args.persistence_per_database.max(1) as u32 + 1),
         args.deadlines(),
-    ))
+    )
+    .with_allowed_hosts(args.allowed_hosts()))
 }
 
 /// Closes the pools of tenant databases nobody used for `idle`.

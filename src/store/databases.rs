@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 
 use super::credentials::{connect_options, decode_secret};
 use super::deadline::{self, Deadlines};
+use super::hosts::AllowedHosts;
 use super::{Cause, Error, migrate};
 use crate::api::DatabaseSpec;
 
@@ -149,6 +150,8 @@ pub struct Databases {
     default_from_url: Option<Arc<Database>>,
     by_secret: Mutex<HashMap<(String, String), Arc<Database>>>,
     allowed_namespaces: BTreeSet<String>,
+    /// `--database-allowed-hosts`: where a mirror's own Secret may point.
+    allowed_hosts: AllowedHosts,
     max_connections: u32,
     deadlines: Deadlines,
 }
@@ -177,9 +180,16 @@ impl Databases {
             default_from_url,
             by_secret: Mutex::new(HashMap::new()),
             allowed_namespaces,
+            allowed_hosts: AllowedHosts::default(),
             max_connections,
             deadlines,
         }
+    }
+
+    /// Limits the hosts that mirrors' own Secrets may name.
+    pub(crate) fn with_allowed_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.allowed_hosts = hosts;
+        self
     }
 
     /// The operator's own database, if it has one.
@@ -188,7 +198,7 @@ impl Databases {
             DefaultDatabase::None => Ok(None),
             DefaultDatabase::Url(_) => Ok(self.default_from_url.clone()),
             DefaultDatabase::Secret { namespace, name } => self
-                .database_of_secret(namespace, name, "default")
+                .database_of_secret(namespace, name, "default", None)
                 .await
                 .map(Some),
         }
@@ -231,7 +241,7 @@ impl Databases {
                     ));
                 }
                 let label = format!("{namespace}/{}", r.name);
-                self.database_of_secret(&namespace, &r.name, &label)
+                self.database_of_secret(&namespace, &r.name, &label, Some(&self.allowed_hosts))
                     .await
                     .map(Some)
             }
@@ -303,6 +313,7 @@ impl Databases {
         namespace: &str,
         name: &str,
         label: &str,
+        allowed: Option<&AllowedHosts>,
     ) -> Result<Arc<Database>, Error> {
         let key = format!("{namespace}/{name}");
         let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
@@ -318,6 +329,10 @@ impl Databases {
             return Ok(db.clone());
         }
         let options = connect_options(&decode_secret(secret.data.as_ref()), &key)?;
+        // Before any pool exists: a refused host gets no connection attempt.
+        if let Some(Err(host)) = allowed.map(|hosts| hosts.check(&options)) {
+            return Err(Error::HostNotAllowed(key, host));
+        }
         let db = Arc::new(Database::new(
             label.to_string(),
             identity,

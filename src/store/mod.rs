@@ -6,6 +6,7 @@ pub mod coordination;
 pub(crate) mod credentials;
 pub(crate) mod databases;
 pub mod deadline;
+pub mod hosts;
 pub mod migrate;
 pub mod persist;
 pub mod rows;
@@ -84,6 +85,10 @@ pub enum Error {
     SecretNotFound(String),
     #[error("invalid database secret {0}")]
     SecretInvalid(String),
+    #[error(
+        "secret {0} points at host {1}, which --database-allowed-hosts does not allow; no connection was attempted"
+    )]
+    HostNotAllowed(String, String),
     #[error("reading secret {0}: {1}")]
     SecretRead(String, #[source] Cause),
     #[error("database {0} refused the credentials: {1}")]
@@ -115,6 +120,7 @@ impl Error {
             Error::SecretNotFound(_) => "SecretNotFound",
             Error::SecretInvalid(_) => "SecretInvalid",
             Error::SecretRead(..) => "SecretUnreadable",
+            Error::HostNotAllowed(..) => "HostNotAllowed",
             Error::AuthFailed(..) => "AuthenticationFailed",
             Error::Unreachable(..) => "Unreachable",
             Error::Migration(..) => "MigrationFailed",
@@ -164,6 +170,7 @@ impl Error {
             | Error::SecretNotFound(_)
             | Error::SecretInvalid(_)
             | Error::SecretRead(..) => "secret",
+            Error::HostNotAllowed(..) => "host_not_allowed",
             Error::AuthFailed(..) => "auth",
             Error::Unreachable(..) => "unreachable",
             Error::Migration(..) => "migration",

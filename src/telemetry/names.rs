@@ -335,6 +335,7 @@ pub fn initialize() {
         "timeout",
         "superseded",
         "lease_expired",
+        "host_not_allowed",
     ] {
         metrics::counter!(DB_ERRORS, "kind" => kind).increment(0);
     }

@@ -26,3 +26,4 @@ mod replication;
 mod rest;
 mod sharding;
 mod targets;
+mod tenancy;

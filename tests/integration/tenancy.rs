@@ -1,0 +1,94 @@
+//! What a tenant controls cannot turn the operator against others: a
+//! mirror's own database Secret may only point at the hosts
+//! `--database-allowed-hosts` lists, and a host outside gets no connection
+//! attempt at all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::persistence::{mirror_with_secret, secret};
+use crate::support::k8s::*;
+use crate::support::scenario::Scenario;
+
+/// A TCP listener that counts the connections made to it and answers none.
+async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (port, accepted)
+}
+
+fn secret_at(port: u16) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("host", "127.0.0.1".to_string()),
+        ("port", port.to_string()),
+        ("dbname", "tenant".to_string()),
+        ("username", "tenant".to_string()),
+        ("password", "tenant".to_string()),
+    ])
+}
+
+/// Runs one mirror whose Secret points at a counting listener, under an
+/// operator started with `allowed`; returns the mirror's DatabaseSynced
+/// reason once it is False, and how many connections the listener saw.
+async fn tenant_database(prefix: &str, allowed: Option<&str>) -> (String, usize) {
+    let (port, accepted) = counting_listener().await;
+    let s = Scenario::new(prefix, 1).await;
+    let mut operator = s.operator().arg("--database-timeout-seconds=2");
+    if let Some(hosts) = allowed {
+        operator = operator.arg(format!("--database-allowed-hosts={hosts}"));
+    }
+    let _op = operator.start().await;
+    s.selected_source("cfg", &[("k", "v")]).await;
+    secret(&s.client, &s.home.name, "tenant-db", &secret_at(port)).await;
+    create_mirror(
+        &s.client,
+        &s.home.name,
+        "m",
+        mirror_with_secret(&s, None, "tenant-db"),
+    )
+    .await;
+    // Replication never waits on the database, allowed or not.
+    wait_cm(&s.client, s.target_names()[0], "cfg", "replicated", |cm| {
+        cm.data
+            .as_ref()
+            .and_then(|d| d.get("k"))
+            .map(String::as_str)
+            == Some("v")
+    })
+    .await;
+    let status = wait_status(&s.client, &s.home.name, "m", "DatabaseSynced=False", |st| {
+        condition(st, "DatabaseSynced").is_some_and(|c| c.status == "False")
+    })
+    .await;
+    // Time for any retry to try again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reason = condition(&status, "DatabaseSynced").unwrap().reason.clone();
+    (reason, accepted.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_tenant_database_outside_the_allowed_hosts_gets_no_connection_attempt() {
+    let (reason, connections) =
+        tenant_database("hosts-refused", Some("10.255.0.0/16,db.example.org")).await;
+    assert_eq!(reason, "HostNotAllowed");
+    assert_eq!(connections, 0, "the listener saw a connection attempt");
+}
+
+#[tokio::test]
+async fn without_the_list_the_same_secret_is_connected_to() {
+    // The control: the listener does see the operator when it may connect.
+    let (reason, connections) = tenant_database("hosts-open", None).await;
+    assert_ne!(reason, "HostNotAllowed");
+    assert!(connections > 0, "no connection attempt seen ({reason})");
+}
