@@ -74,6 +74,47 @@ pub(crate) fn connect_options(data: &SecretData, secret: &str) -> Result<PgConne
     Ok(options.application_name("configmirror"))
 }
 
+/// URI parameters that make the client read the operator's own files or
+/// sockets: a tenant's Secret may not name them (its certificate goes in
+/// the `sslrootcert` key, as PEM).
+const LOCAL_PARAMETERS: &[&str] = &[
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "passfile",
+    "service",
+    "servicefile",
+    "host",
+    "hostaddr",
+];
+
+/// Refuses a tenant Secret's `uri` that would read local files or connect
+/// through a Unix socket; `Ok` for a Secret with separate keys.
+pub(crate) fn refuse_local_resources(data: &SecretData, secret: &str) -> Result<(), Error> {
+    let Some(uri) = text(data, "uri", secret)? else {
+        return Ok(());
+    };
+    let refused = |what: &str| {
+        Error::SecretInvalid(format!(
+            "{secret}: key \"uri\" may not name local files or sockets ({what}); give a host name or address, and the CA certificate as key \"sslrootcert\""
+        ))
+    };
+    let after_scheme = uri.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with('%') || host.starts_with('/') {
+        return Err(refused("an empty host or a socket path"));
+    }
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    for key in query.split('&').filter_map(|pair| pair.split('=').next()) {
+        if LOCAL_PARAMETERS.contains(&key.to_ascii_lowercase().as_str()) {
+            return Err(refused(key));
+        }
+    }
+    Ok(())
+}
+
 /// A URL without its password, for messages.
 fn redact(message: &str, uri: &str) -> String {
     match url_password(uri) {
@@ -180,6 +221,25 @@ mod tests {
         );
         for bad in ["name", "/name", "ns/", "a/b/c"] {
             assert!(parse_secret_ref(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_tenant_uri_may_not_name_local_files_or_sockets() {
+        let ok = |uri: &str| refuse_local_resources(&data(&[("uri", uri)]), "t/db");
+        assert!(ok("postgres://u:p@db.example.com:5432/app?sslmode=require").is_ok());
+        assert!(refuse_local_resources(&data(&[("host", "/tmp")]), "t/db").is_ok());
+        for bad in [
+            "postgres://u:p@db/app?sslrootcert=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+            "postgres://u:p@db/app?sslmode=verify-full&SSLKEY=/etc/key",
+            "postgres://u:p@db/app?passfile=/root/.pgpass",
+            "postgres://u:p@db/app?host=/var/run/postgresql",
+            "postgres://u:p@%2Fvar%2Frun%2Fpostgresql/app",
+            "postgresql:///app",
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert_eq!(e.reason(), "SecretInvalid", "{bad}");
+            assert!(!e.to_string().contains(":p@"), "no password in {e}");
         }
     }
 }

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::OnceCell;
 
-use super::credentials::{connect_options, decode_secret};
+use super::credentials::{connect_options, decode_secret, refuse_local_resources};
 use super::deadline::{self, Deadlines};
 use super::hosts::AllowedHosts;
 use super::{Cause, Error, migrate};
@@ -328,7 +328,11 @@ impl Databases {
         {
             return Ok(db.clone());
         }
-        let options = connect_options(&decode_secret(secret.data.as_ref()), &key)?;
+        let data = decode_secret(secret.data.as_ref());
+        if allowed.is_some() {
+            refuse_local_resources(&data, &key)?;
+        }
+        let options = connect_options(&data, &key)?;
         // Before any pool exists: a refused host gets no connection attempt.
         if let Some(Err(host)) = allowed.map(|hosts| hosts.check(&options)) {
             return Err(Error::HostNotAllowed(key, host));
