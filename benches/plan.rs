@@ -10,8 +10,8 @@ use configmirror::plan::model::ReplicaContent;
 use configmirror::plan::replica::desired_configmap;
 use configmirror::plan::selector::Selector;
 use configmirror::plan::{
-    KnownConflicts, MirrorIdentity, NamespaceMeta, Namespaces, PlanInput, ReplicaIndex,
-    ReplicaMeta, SourceConfigMap, TargetPolicy, plan, validate,
+    KnownConflicts, MirrorIdentity, NamespaceMeta, NamespacePolicy, Namespaces, PlanInput,
+    ReplicaIndex, ReplicaMeta, SourceConfigMap, plan, validate,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::ByteString;
@@ -99,7 +99,7 @@ fn world(sources: usize, targets: usize, converged: bool) -> World {
 }
 
 fn bench_plan(c: &mut Criterion) {
-    let policy = TargetPolicy::default();
+    let policy = NamespacePolicy::default();
     let known = KnownConflicts::new();
     for (name, sources, targets) in [
         ("1 source x 10,000 targets", 1, 10_000),

@@ -32,6 +32,17 @@ pub const KUBERNETES_MANAGED_CONFIGMAPS: &[&str] = &[
     "cluster-info",
 ];
 
+/// Annotation on a namespace, under `--require-source-opt-in`: the
+/// namespaces whose ConfigMirrors may read its ConfigMaps, comma-separated,
+/// or `*` for all.
+pub const ALLOW_MIRRORS_FROM: &str = "mirror.configmirror.io/allow-mirrors-from";
+
+/// Namespaces that are never a source or a target, listed or selected,
+/// unless `--allow-protected-namespaces` (the operator's own is added at
+/// start).
+pub const DEFAULT_PROTECTED_NAMESPACES: &[&str] =
+    &["kube-system", "kube-public", "kube-node-lease"];
+
 /// Namespaces never targeted unless listed explicitly (the operator's own
 /// namespace is added at start).
 pub const DEFAULT_EXCLUDED_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];

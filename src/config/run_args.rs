@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{DatabaseArgs, parse_duration};
-use crate::api::keys::DEFAULT_EXCLUDED_NAMESPACES;
+use crate::api::keys::{DEFAULT_EXCLUDED_NAMESPACES, DEFAULT_PROTECTED_NAMESPACES};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Args)]
@@ -72,6 +72,23 @@ pub struct RunArgs {
     #[arg(long, env = "CONFIGMIRROR_EXCLUDED_NAMESPACES", value_delimiter = ',',
           default_values_t = DEFAULT_EXCLUDED_NAMESPACES.iter().map(|s| s.to_string()))]
     pub excluded_namespaces: Vec<String>,
+
+    /// Namespaces never a source or a target, listed or selected (the
+    /// operator's own is added); a mirror naming one is Ready=False, reason Forbidden.
+    #[arg(long, env = "CONFIGMIRROR_PROTECTED_NAMESPACES", value_delimiter = ',',
+          default_values_t = DEFAULT_PROTECTED_NAMESPACES.iter().map(|s| s.to_string()))]
+    pub protected_namespaces: Vec<String>,
+
+    /// Lets mirrors list protected namespaces as source or target (selectors
+    /// still skip --excluded-namespaces).
+    #[arg(long, env = "CONFIGMIRROR_ALLOW_PROTECTED_NAMESPACES")]
+    pub allow_protected_namespaces: bool,
+
+    /// A source namespace must opt in: its annotation
+    /// mirror.configmirror.io/allow-mirrors-from lists the namespaces (or `*`)
+    /// whose mirrors may read it. A mirror reading its own namespace needs none.
+    #[arg(long, env = "CONFIGMIRROR_REQUIRE_SOURCE_OPT_IN")]
+    pub require_source_opt_in: bool,
 
     /// ConfigMirrors reading, planning or writing status at once (a mirror
     /// waiting for its replica writes leaves its slot to others).

@@ -30,10 +30,28 @@ impl RunArgs {
             .expect("every entry was checked as the flags were parsed")
     }
 
-    pub(crate) fn excluded(&self) -> Vec<String> {
-        let mut all = self.excluded_namespaces.clone();
-        all.push(self.namespace.clone());
-        all
+    /// The namespace policy every mirror is held to.
+    pub(crate) fn namespace_policy(&self) -> crate::plan::NamespacePolicy {
+        let own = || std::iter::once(self.namespace.clone());
+        let protected = if self.allow_protected_namespaces {
+            Default::default()
+        } else {
+            self.protected_namespaces
+                .iter()
+                .cloned()
+                .chain(own())
+                .collect()
+        };
+        crate::plan::NamespacePolicy {
+            excluded: self
+                .excluded_namespaces
+                .iter()
+                .cloned()
+                .chain(own())
+                .collect(),
+            protected,
+            require_source_opt_in: self.require_source_opt_in,
+        }
     }
 
     pub(crate) fn resync(&self) -> Duration {

@@ -21,8 +21,37 @@ fn defaults_match_the_reference() {
     assert_eq!(a.metrics_bind_address, ":8080");
     assert_eq!(a.health_probe_bind_address, ":8081");
     assert!(!a.leader_elect);
-    assert!(a.excluded().contains(&"kube-system".to_string()));
-    assert!(a.excluded().contains(&a.namespace));
+    let policy = a.namespace_policy();
+    for ns in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        a.namespace.as_str(),
+    ] {
+        assert!(policy.excluded.contains(ns), "{ns} excluded");
+        assert!(policy.protected.contains(ns), "{ns} protected");
+    }
+    assert!(!policy.require_source_opt_in);
+}
+
+#[test]
+fn protection_can_be_changed_or_lifted() {
+    let a = parse(&[
+        "--protected-namespaces",
+        "secrets-vault",
+        "--require-source-opt-in",
+        "--namespace",
+        "ops",
+    ]);
+    let policy = a.namespace_policy();
+    assert_eq!(
+        policy.protected.iter().collect::<Vec<_>>(),
+        ["ops", "secrets-vault"]
+    );
+    assert!(policy.require_source_opt_in);
+    let open = parse(&["--allow-protected-namespaces"]).namespace_policy();
+    assert!(open.protected.is_empty());
+    assert!(open.excluded.contains("kube-system"));
 }
 
 #[test]

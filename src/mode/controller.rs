@@ -13,7 +13,6 @@ use super::Process;
 use super::housekeeping::{close_idle_pools, prune_revisions, watch_default_database};
 use crate::config::RunArgs;
 use crate::persistence::Persistence;
-use crate::plan::TargetPolicy;
 use crate::reconcile::apply::fair::{ReconcileSlots, WriteBudget};
 use crate::reconcile::{Context, Settings, controller};
 use crate::scope::Scope;
@@ -41,7 +40,7 @@ pub(super) async fn run_controller(
     tasks.extend(cache_tasks);
     let sources = SourceCache::new(client.clone(), triggers, Duration::from_secs(30));
     let settings = Settings {
-        policy: TargetPolicy::new(args.excluded()),
+        policy: args.namespace_policy(),
         adopt_reference_replicas: args.adopt_reference_replicas,
         write_concurrency: args.write_concurrency,
         resync: args.resync(),

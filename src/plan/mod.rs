@@ -6,6 +6,7 @@
 pub(crate) mod content;
 pub mod hash;
 pub mod model;
+pub mod policy;
 pub mod replica;
 pub mod selector;
 pub(crate) mod spec;
@@ -18,9 +19,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 pub use model::{NamespaceMeta, Namespaces, ReplicaIndex, ReplicaMeta, SourceConfigMap};
+pub use policy::{Denial, NamespacePolicy};
 pub use replica::MirrorIdentity;
 pub use spec::{SpecError, ValidSpec, validate};
-pub use targets::{ResolvedTargets, TargetPolicy};
+pub use targets::ResolvedTargets;
 
 /// One replica to write: `source`'s content in `namespace`.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +39,9 @@ pub enum DeleteReason {
     NotTargeted,
     /// The mirror is being deleted.
     MirrorDeleted,
+    /// The namespace policy denies its source or its namespace. Held back
+    /// until the denial is confirmed (`reconcile::denials`).
+    Forbidden,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +125,8 @@ pub struct ReplicaPlan {
     pub conflicts: Vec<Conflict>,
     /// Per source name, the namespaces whose replica is already in sync.
     pub in_sync: BTreeMap<String, BTreeSet<String>>,
+    /// What the namespace policy denies this mirror, sorted.
+    pub denials: Vec<Denial>,
 }
 
 /// Names in target namespaces known (from an earlier attempt) to be held by
@@ -133,7 +140,7 @@ pub struct PlanInput<'a> {
     pub candidates: &'a [Arc<SourceConfigMap>],
     pub replicas: &'a ReplicaIndex,
     pub namespaces: &'a Namespaces,
-    pub policy: &'a TargetPolicy,
+    pub policy: &'a NamespacePolicy,
     pub known_conflicts: &'a KnownConflicts,
 }
 
@@ -152,10 +159,32 @@ pub(crate) fn select_sources(
     sources
 }
 
+/// The policy's denial of this mirror's source, if any: then nothing is
+/// read from it (the reconcile does not even watch it).
+pub(crate) fn source_denial(
+    mirror: &MirrorIdentity,
+    spec: &ValidSpec,
+    namespaces: &Namespaces,
+    policy: &NamespacePolicy,
+) -> Option<Denial> {
+    policy.source_denial(&mirror.namespace, &spec.source_namespace, namespaces)
+}
+
 pub fn plan(input: &PlanInput<'_>) -> ReplicaPlan {
-    let sources = select_sources(input.spec, input.candidates);
+    let source_denial = source_denial(input.mirror, input.spec, input.namespaces, input.policy);
+    let sources = match source_denial {
+        Some(_) => Vec::new(),
+        None => select_sources(input.spec, input.candidates),
+    };
     let targets = targets::resolve(input.spec, input.namespaces, input.policy);
-    let mut out = ReplicaPlan::default();
+    let target_denials = targets
+        .forbidden
+        .iter()
+        .filter_map(|ns| input.policy.target_denial(ns));
+    let mut out = ReplicaPlan {
+        denials: source_denial.into_iter().chain(target_denials).collect(),
+        ..Default::default()
+    };
     let mut wanted: HashSet<(&str, &str)> = HashSet::new();
     for namespace in &targets.present {
         for source in &sources {
@@ -163,7 +192,8 @@ pub fn plan(input: &PlanInput<'_>) -> ReplicaPlan {
             plan_replica(input, namespace, source, &mut out);
         }
     }
-    let orphans = plan_orphans(input, &wanted, &targets);
+    let source_denied = out.denials.iter().any(|d| d.role == policy::Role::Source);
+    let orphans = plan_orphans(input, &wanted, &targets, source_denied);
     out.actions.extend(orphans);
     out.conflicts.sort();
     out.sources = sources;
@@ -232,6 +262,7 @@ fn plan_orphans(
     input: &PlanInput<'_>,
     wanted: &HashSet<(&str, &str)>,
     targets: &ResolvedTargets,
+    source_denied: bool,
 ) -> Vec<Action> {
     let mut orphans: Vec<&ReplicaMeta> = input
         .replicas
@@ -253,7 +284,9 @@ fn plan_orphans(
             name: r.name.clone(),
             resource_version: r.resource_version.clone(),
             uid: r.uid.clone(),
-            reason: if targets.present.contains(&r.namespace) {
+            reason: if source_denied || targets.forbidden.contains(&r.namespace) {
+                DeleteReason::Forbidden
+            } else if targets.present.contains(&r.namespace) {
                 DeleteReason::SourceGone
             } else {
                 DeleteReason::NotTargeted

@@ -117,6 +117,8 @@ impl ReplicaMeta {
 pub struct NamespaceMeta {
     pub labels: BTreeMap<String, String>,
     pub terminating: bool,
+    /// The `allow-mirrors-from` annotation, the only one the policy reads.
+    pub allow_mirrors_from: Option<String>,
 }
 
 pub type Namespaces = HashMap<String, NamespaceMeta>;

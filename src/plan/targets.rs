@@ -3,29 +3,8 @@
 use std::collections::BTreeSet;
 
 use super::model::Namespaces;
+use super::policy::NamespacePolicy;
 use super::spec::ValidSpec;
-
-/// Rules over target namespaces that hold for every mirror. The one place a
-/// namespace policy (e.g. which mirror namespaces may target which
-/// namespaces) is checked.
-#[derive(Debug, Clone, Default)]
-pub struct TargetPolicy {
-    /// Never reached by a target selector (kube-system, the operator's own
-    /// namespace, ...); an explicit `targetNamespaces` entry still reaches them.
-    pub excluded: BTreeSet<String>,
-}
-
-impl TargetPolicy {
-    pub(crate) fn new(excluded: impl IntoIterator<Item = String>) -> Self {
-        Self {
-            excluded: excluded.into_iter().collect(),
-        }
-    }
-
-    fn selectable(&self, namespace: &str) -> bool {
-        !self.excluded.contains(namespace)
-    }
-}
 
 /// The target namespaces of one mirror, split by whether they exist.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +13,8 @@ pub struct ResolvedTargets {
     pub present: BTreeSet<String>,
     /// Listed but absent: reported, filled when they appear.
     pub missing: BTreeSet<String>,
+    /// Listed but denied by the policy (protected): reported, never written.
+    pub forbidden: BTreeSet<String>,
 }
 
 impl ResolvedTargets {
@@ -45,7 +26,7 @@ impl ResolvedTargets {
 pub(crate) fn resolve(
     spec: &ValidSpec,
     namespaces: &Namespaces,
-    policy: &TargetPolicy,
+    policy: &NamespacePolicy,
 ) -> ResolvedTargets {
     let mut out = ResolvedTargets::default();
     // The source namespace is never a target, whatever the list or selector says.
@@ -54,6 +35,10 @@ pub(crate) fn resolve(
         .iter()
         .filter(|n| **n != spec.source_namespace)
     {
+        if policy.target_denial(name).is_some() {
+            out.forbidden.insert(name.clone());
+            continue;
+        }
         match namespaces.get(name) {
             Some(ns) if ns.terminating => {}
             Some(_) => {
@@ -91,6 +76,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             terminating,
+            ..Default::default()
         }
     }
 
@@ -114,8 +100,12 @@ mod tests {
         }
     }
 
-    fn policy() -> TargetPolicy {
-        TargetPolicy::new(["kube-system".into(), "configmirror-system".into()])
+    fn policy() -> NamespacePolicy {
+        NamespacePolicy {
+            excluded: ["configmirror-system".to_string()].into(),
+            protected: ["kube-system".to_string()].into(),
+            require_source_opt_in: false,
+        }
     }
 
     fn set(names: &[&str]) -> BTreeSet<String> {
@@ -152,9 +142,21 @@ mod tests {
     }
 
     #[test]
-    fn explicit_listing_reaches_an_excluded_namespace() {
-        let t = resolve(&spec(&["kube-system"], None), &world(), &policy());
+    fn explicit_listing_reaches_an_excluded_namespace_but_not_a_protected_one() {
+        let t = resolve(
+            &spec(&["configmirror-system", "kube-system"], None),
+            &world(),
+            &policy(),
+        );
+        assert_eq!(t.present, set(&["configmirror-system"]));
+        assert_eq!(t.forbidden, set(&["kube-system"]));
+        let open = NamespacePolicy {
+            protected: BTreeSet::new(),
+            ..policy()
+        };
+        let t = resolve(&spec(&["kube-system"], None), &world(), &open);
         assert_eq!(t.present, set(&["kube-system"]));
+        assert!(t.forbidden.is_empty());
     }
 
     #[test]

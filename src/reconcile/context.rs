@@ -8,7 +8,7 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 
 use crate::persistence::Persistence;
-use crate::plan::TargetPolicy;
+use crate::plan::NamespacePolicy;
 use crate::scope::Scope;
 use crate::telemetry::liveness::Liveness;
 use crate::watches::{NamespaceCache, ReplicaCache, SourceCache};
@@ -19,7 +19,7 @@ pub(crate) use super::state::Memory;
 /// Tunables of the controller, from the command line.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub policy: TargetPolicy,
+    pub policy: NamespacePolicy,
     pub adopt_reference_replicas: bool,
     /// Replica writes in flight at once, over all mirrors.
     pub write_concurrency: usize,
@@ -39,7 +39,7 @@ pub(crate) struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            policy: TargetPolicy::default(),
+            policy: NamespacePolicy::default(),
             adopt_reference_replicas: false,
             write_concurrency: 32,
             resync: Duration::from_secs(600),

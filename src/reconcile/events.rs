@@ -9,7 +9,7 @@ use super::apply::Failure;
 use super::context::Context;
 use super::status::describe_conflict;
 use crate::api::ConfigMirror;
-use crate::plan::{Conflict, DeleteReason, SpecError};
+use crate::plan::{Conflict, DeleteReason, Denial, SpecError};
 use crate::telemetry::names;
 
 pub(crate) async fn publish(
@@ -129,6 +129,7 @@ pub(crate) async fn replicas_deleted(
         DeleteReason::SourceGone => "its source is gone or no longer selected",
         DeleteReason::NotTargeted => "its namespace is no longer a target",
         DeleteReason::MirrorDeleted => "the mirror is being deleted",
+        DeleteReason::Forbidden => "the namespace policy denies it (confirmed twice)",
     };
     let (ns, name, reason) = &deleted[0];
     let note = if deleted.len() == 1 {
@@ -162,4 +163,14 @@ pub(crate) async fn invalid_spec(ctx: &Context, mirror: &ConfigMirror, error: &S
         note,
     )
     .await;
+}
+
+/// A Warning for namespaces the policy newly denies this mirror.
+pub(crate) async fn forbidden(ctx: &Context, mirror: &ConfigMirror, denials: &[&Denial]) {
+    let note = denials
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    publish(ctx, mirror, EventType::Warning, "Forbidden", "Check", note).await;
 }

@@ -4,6 +4,7 @@
 pub(crate) mod apply;
 pub(crate) mod context;
 pub(crate) mod controller;
+pub(crate) mod denials;
 pub(crate) mod events;
 pub(crate) mod finalizer;
 pub(crate) mod owned_mirrors;

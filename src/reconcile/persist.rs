@@ -90,6 +90,22 @@ pub(crate) fn sync(
     )
 }
 
+/// What status should say from the queue's last report, without a new job.
+pub(crate) fn last_report(
+    ctx: &Context,
+    mirror: &ConfigMirror,
+    id: &MirrorIdentity,
+    previous: Option<&DatabaseStatus>,
+    now: &Time,
+) -> Option<Persisted> {
+    let report = ctx.persistence.report(&id.uid);
+    let rows = match &report.outcome {
+        Some(Outcome::Synced { rows, .. }) => *rows,
+        _ => 0,
+    };
+    from_report(&report, rows, mirror.metadata.generation, previous, now)
+}
+
 /// Hands `job` to the queue and reads back what status should say.
 pub(crate) fn queue(
     queue: &impl RowQueue,

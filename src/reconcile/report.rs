@@ -52,6 +52,8 @@ pub(super) struct Pass {
     pub outcome: Outcome,
     pub persisted: Option<Persisted>,
     pub now: Time,
+    /// Look again this soon (a policy denial waiting for confirmation).
+    pub recheck: Option<Duration>,
 }
 
 fn shard_status(ctx: &Context, uid: &str) -> ShardStatus {
@@ -80,6 +82,7 @@ pub(super) async fn report(
         mut outcome,
         persisted,
         now,
+        recheck,
     } = pass;
     let database_retry = persisted.as_ref().and_then(|p| p.retry);
     let status = status::build(&status::StatusInput {
@@ -93,11 +96,15 @@ pub(super) async fn report(
     });
     let (ready, conflicts) = (status::is_ready(&status), status.conflicts as usize);
     let new_conflicts = status::new_conflicts(previous.as_ref(), &plan, &outcome);
+    let new_denials = status::new_denials(previous.as_ref(), &plan);
     write_status(ctx, id, previous.as_ref(), status).await?;
     let (total_conflicts, total_ready) = ctx.memory.record_outcome(&id.uid, conflicts, ready);
     metrics::gauge!(names::REPLICA_CONFLICTS).set(total_conflicts as f64);
     metrics::gauge!(names::MIRRORS_READY).set(total_ready as f64);
 
+    if !new_denials.is_empty() {
+        events::forbidden(ctx, mirror, &new_denials).await;
+    }
     announce(ctx, mirror, &new_conflicts, &outcome).await;
     if !outcome.failures.is_empty() {
         events::failures(ctx, mirror, &outcome.failures).await;
@@ -110,12 +117,8 @@ pub(super) async fn report(
         written = outcome.written.len(), deleted = outcome.deleted.len(), conflicts, stale = outcome.stale,
         "reconciled"
     );
-    Ok(Action::requeue(next_pass(
-        ctx,
-        &outcome,
-        conflicts,
-        database_retry,
-    )))
+    let next = next_pass(ctx, &outcome, conflicts, database_retry);
+    Ok(Action::requeue(recheck.map_or(next, |r| next.min(r))))
 }
 
 /// Events for what this pass did that is news.

@@ -54,6 +54,9 @@ pub(crate) struct MirrorState {
     /// The last pass's conflicts and readiness, for the gauge totals.
     conflict_count: usize,
     ready: bool,
+    /// The policy's denials of the last pass, by key, and when each was
+    /// first seen (`super::denials`).
+    denials: HashMap<String, Instant>,
 }
 
 /// The per-mirror states, keyed by mirror UID.
@@ -159,6 +162,28 @@ impl Memory {
         });
     }
 
+    /// Records the denials of this pass (forgetting those no longer seen)
+    /// and returns the ones confirmed: seen on an earlier pass too, at
+    /// least `after` ago.
+    pub(crate) fn confirm_denials(
+        &self,
+        uid: &str,
+        keys: &[String],
+        now: Instant,
+        after: Duration,
+    ) -> BTreeSet<String> {
+        self.with(uid, |s| {
+            s.denials.retain(|k, _| keys.contains(k));
+            keys.iter()
+                .filter(|k| {
+                    let first = *s.denials.entry((*k).clone()).or_insert(now);
+                    first < now && now.duration_since(first) >= after
+                })
+                .cloned()
+                .collect()
+        })
+    }
+
     /// Records this mirror's conflict count and readiness; returns the
     /// totals over all mirrors for the gauges.
     pub(crate) fn record_outcome(
@@ -245,6 +270,23 @@ mod tests {
         m.failed("c");
         m.retain(&BTreeSet::from(["a".to_string()]));
         assert_eq!(m.failed("c"), 1, "a gone mirror's failures are forgotten");
+    }
+
+    #[test]
+    fn a_denial_is_confirmed_by_a_later_pass_and_forgotten_when_gone() {
+        let m = Memory::default();
+        let after = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let keys = ["source/b".to_string(), "target/kube-system".to_string()];
+        assert!(m.confirm_denials("u", &keys, t0, after).is_empty());
+        let early = m.confirm_denials("u", &keys, t0 + Duration::from_secs(1), after);
+        assert!(early.is_empty(), "a second pass too soon confirms nothing");
+        let t2 = t0 + after;
+        assert_eq!(m.confirm_denials("u", &keys, t2, after).len(), 2);
+        // Gone for one pass: the count starts over.
+        assert!(m.confirm_denials("u", &keys[1..], t2, after).len() == 1);
+        let back = m.confirm_denials("u", &keys, t2 + after, after);
+        assert_eq!(back, BTreeSet::from([keys[1].clone()]));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::api::{
     ConfigMirrorStatus, DatabaseStatus, MAX_PROBLEMS, MAX_REPLICATED_CONFIGMAPS,
     MAX_TARGETS_PER_ENTRY, Problem, ReplicatedConfigMap, ShardStatus,
 };
-use crate::plan::{Conflict, Holder, ReplicaPlan, SpecError};
+use crate::plan::{Conflict, Denial, Holder, ReplicaPlan, SpecError};
 
 pub(crate) const READY: &str = "Ready";
 pub(crate) const CONFLICT: &str = "Conflict";
@@ -24,6 +24,8 @@ pub(crate) enum ProblemReason {
     WriteFailed,
     Conflict,
     NamespaceMissing,
+    /// The namespace policy denies a source or target namespace.
+    Forbidden,
     /// The list was cut at `MAX_PROBLEMS`.
     More,
 }
@@ -34,6 +36,7 @@ impl ProblemReason {
             ProblemReason::WriteFailed => "WriteFailed",
             ProblemReason::Conflict => "Conflict",
             ProblemReason::NamespaceMissing => "NamespaceMissing",
+            ProblemReason::Forbidden => "Forbidden",
             ProblemReason::More => "More",
         }
     }
@@ -43,6 +46,7 @@ impl ProblemReason {
             ProblemReason::WriteFailed,
             ProblemReason::Conflict,
             ProblemReason::NamespaceMissing,
+            ProblemReason::Forbidden,
             ProblemReason::More,
         ]
         .into_iter()
@@ -76,6 +80,23 @@ pub(crate) fn new_conflicts<'a>(
         .iter()
         .chain(&outcome.conflicts)
         .filter(|c| !known.contains(&(c.namespace.as_str(), c.name.as_str())))
+        .collect()
+}
+
+/// The denials of this pass that the previous status did not list.
+pub(crate) fn new_denials<'a>(
+    previous: Option<&ConfigMirrorStatus>,
+    plan: &'a ReplicaPlan,
+) -> Vec<&'a Denial> {
+    let known: BTreeSet<(&str, &str)> = previous
+        .iter()
+        .flat_map(|p| &p.problems)
+        .filter(|p| ProblemReason::of(p) == Some(ProblemReason::Forbidden))
+        .map(|p| (p.namespace.as_str(), p.message.as_str()))
+        .collect();
+    plan.denials
+        .iter()
+        .filter(|d| !known.contains(&(d.namespace.as_str(), d.to_string().as_str())))
         .collect()
 }
 
@@ -143,6 +164,9 @@ pub(crate) fn describe_conflict(c: &Conflict) -> String {
 
 fn problems(plan: &ReplicaPlan, outcome: &Outcome) -> Vec<Problem> {
     let mut all: Vec<Problem> = Vec::new();
+    for d in &plan.denials {
+        all.push(ProblemReason::Forbidden.problem(&d.namespace, "", d.to_string()));
+    }
     for f in &outcome.failures {
         let message = format!("{} failed: {}", f.op, f.source);
         all.push(ProblemReason::WriteFailed.problem(&f.namespace, &f.name, message));
@@ -231,8 +255,9 @@ fn replicated(
     sources.map(|s| entry(s)).collect()
 }
 
-/// The Ready condition's (status, reason, message): the first of failed
-/// writes, conflicts, missing namespaces, progress, in that order.
+/// The Ready condition's (status, reason, message): the first of policy
+/// denials, failed writes, conflicts, missing namespaces, progress, in that
+/// order.
 fn readiness(
     plan: &ReplicaPlan,
     outcome: &Outcome,
@@ -240,7 +265,16 @@ fn readiness(
     conflicts: usize,
 ) -> (bool, &'static str, String) {
     let wanted = plan.sources.len() * plan.targets.present.len();
-    if let Some(f) = outcome.failures.first() {
+    if let Some(first) = plan.denials.first() {
+        let message = format!(
+            "{first}{}. Replicas it denies are removed once a second look confirms the denial.",
+            match plan.denials.len() {
+                1 => String::new(),
+                n => format!(" (and {} more denials; see status.problems)", n - 1),
+            }
+        );
+        (false, ProblemReason::Forbidden.as_str(), message)
+    } else if let Some(f) = outcome.failures.first() {
         let message = format!(
             "{} replica writes failed (first: {} {}/{}: {}); retrying with backoff",
             outcome.failures.len(),

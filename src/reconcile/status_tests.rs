@@ -39,6 +39,7 @@ fn plan(present: &[&str], missing: &[&str], in_sync: &[&str]) -> ReplicaPlan {
         targets: ResolvedTargets {
             present: set(present),
             missing: set(missing),
+            ..Default::default()
         },
         in_sync: BTreeMap::from([("cfg".to_string(), set(in_sync))]),
         ..Default::default()
@@ -213,4 +214,44 @@ fn invalid_spec_keeps_the_rest_of_the_status() {
     assert_eq!(bad.observed_generation, Some(4));
     let again = invalid_spec(Some(&bad), Some(4), &SpecError::NoTargets, &at(99), shard());
     assert_eq!(bad, again, "no churn while the spec stays invalid");
+}
+
+#[test]
+fn a_denial_makes_ready_false_forbidden_and_is_listed_once() {
+    use crate::plan::Denial;
+    use crate::plan::policy::{Role, Why};
+    use crate::reconcile::status::new_denials;
+
+    let mut p = plan(&["a"], &[], &["a"]);
+    p.denials = vec![
+        Denial {
+            role: Role::Source,
+            namespace: "team-b".into(),
+            why: Why::NotOptedIn,
+        },
+        Denial {
+            role: Role::Target,
+            namespace: "kube-system".into(),
+            why: Why::Protected,
+        },
+    ];
+    let o = Outcome::default();
+    let s = build(&input(&p, &o, None, at(0)));
+    assert!(!is_ready(&s));
+    let ready = &s.conditions[0];
+    assert_eq!(ready.reason, "Forbidden");
+    assert!(ready.message.contains("team-b"), "{}", ready.message);
+    assert!(ready.message.contains("1 more"), "{}", ready.message);
+    let forbidden: Vec<&str> = s
+        .problems
+        .iter()
+        .filter(|p| p.reason == "Forbidden")
+        .map(|p| p.namespace.as_str())
+        .collect();
+    assert_eq!(forbidden, ["kube-system", "team-b"]);
+    // Both are news the first time, neither on the next pass.
+    assert_eq!(new_denials(None, &p).len(), 2);
+    assert!(new_denials(Some(&s), &p).is_empty());
+    let again = build(&input(&p, &o, Some(&s), at(60)));
+    assert_eq!(again, s, "an unchanged denial writes no new status");
 }

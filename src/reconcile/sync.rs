@@ -3,13 +3,14 @@
 //! error; a database problem never blocks the replicas.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::instrument;
 
 use super::report::{self, Pass};
-use super::{Context, Error, apply, finalizer, now, persist};
+use super::{Context, Error, apply, denials, finalizer, now, persist};
 use crate::api::{ConfigMirror, ConfigMirrorStatus};
 use crate::plan::{self, MirrorIdentity, PlanInput, ReplicaPlan, SourceConfigMap, ValidSpec};
 
@@ -45,23 +46,24 @@ pub(super) async fn sync(
         Err(e) => return Ok(report::invalid(ctx, mirror, id, previous.as_ref(), &e).await?),
     };
     let candidates = read(ctx, mirror, id, &spec).await?;
-    let plan = plan_step(ctx, id, &spec, &candidates);
+    let mut plan = plan_step(ctx, id, &spec, &candidates);
+    let held = denials::hold_unconfirmed(&ctx.memory, &id.uid, &mut plan, Instant::now());
     let outcome = apply::apply(ctx, id, plan.actions.clone()).await;
     let now = now();
-    let persisted = persist::sync(
-        ctx,
-        mirror,
-        id,
-        &plan.sources,
-        previous.as_ref().and_then(|p| p.database_status.as_ref()),
-        &now,
-    );
+    let previous_db = previous.as_ref().and_then(|p| p.database_status.as_ref());
+    let persisted = if held.source {
+        // Rows stay as they are until the denial is confirmed, like replicas.
+        persist::last_report(ctx, mirror, id, previous_db, &now)
+    } else {
+        persist::sync(ctx, mirror, id, &plan.sources, previous_db, &now)
+    };
     let pass = Pass {
         previous,
         plan,
         outcome,
         persisted,
         now,
+        recheck: held.recheck(),
     };
     Ok(report::report(ctx, mirror, id, pass).await?)
 }
@@ -82,7 +84,8 @@ fn previous_status(
 /// list (a read) are independent: one round trip instead of two before the
 /// first replica. No replica is written before the finalizer is on. A
 /// sharded member caches only its own mirrors' replicas: this loads this
-/// one's (a list by label) the first time it reconciles it.
+/// one's (a list by label) the first time it reconciles it. A source the
+/// namespace policy denies is not read, or even watched.
 #[instrument(level = "debug", skip_all)]
 async fn read(
     ctx: &Context,
@@ -90,10 +93,20 @@ async fn read(
     id: &MirrorIdentity,
     spec: &ValidSpec,
 ) -> Result<Vec<Arc<SourceConfigMap>>, ReadError> {
+    let denied = plan::source_denial(id, spec, &ctx.namespaces.read(), &ctx.settings.policy);
+    let sources = async {
+        match denied {
+            Some(_) => Ok(Vec::new()),
+            None => {
+                ctx.sources
+                    .sources(&spec.source_namespace, &spec.source_selector)
+                    .await
+            }
+        }
+    };
     let (finalized, candidates, loaded) = tokio::join!(
         finalizer::ensure(ctx, mirror, id),
-        ctx.sources
-            .sources(&spec.source_namespace, &spec.source_selector),
+        sources,
         ctx.replicas.ensure_loaded(&ctx.client, &id.uid)
     );
     finalized.map_err(ReadError::Finalizer)?;

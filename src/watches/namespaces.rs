@@ -1,5 +1,5 @@
-//! Namespaces, metadata only: labels (for target selectors) and whether
-//! they are being deleted.
+//! Namespaces, metadata only: labels (for target selectors), whether they
+//! are being deleted, and the source opt-in annotation.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use tracing::Instrument;
@@ -10,6 +10,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
 
 use super::{Cache, Readiness, Trigger, TriggerSender, Watch};
+use crate::api::keys;
 use crate::plan::{NamespaceMeta, Namespaces};
 
 pub(crate) struct NamespaceCache {
@@ -21,6 +22,7 @@ fn meta_of(ns: &PartialObjectMeta<Namespace>) -> NamespaceMeta {
     NamespaceMeta {
         labels: ns.labels().clone(),
         terminating: ns.metadata.deletion_timestamp.is_some(),
+        allow_mirrors_from: ns.annotations().get(keys::ALLOW_MIRRORS_FROM).cloned(),
     }
 }
 
@@ -32,7 +34,7 @@ impl NamespaceCache {
             namespaces: RwLock::new(Namespaces::new()),
             ready,
         });
-        // Metadata-only requests: labels and deletion are all we read.
+        // Metadata-only requests: labels, one annotation and deletion are all we read.
         let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
         let events = super::events(api, super::watch_config(), Watch::Namespaces);
         let feed = Feed {

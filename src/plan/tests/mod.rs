@@ -3,6 +3,7 @@
 //! at all (`placement`: targets, deletes, conflicts, cleanup).
 
 mod placement;
+mod policy;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -98,7 +99,7 @@ struct World {
     sources: Vec<Arc<SourceConfigMap>>,
     replicas: ReplicaIndex,
     namespaces: Namespaces,
-    policy: TargetPolicy,
+    policy: NamespacePolicy,
     known: KnownConflicts,
 }
 
@@ -113,7 +114,10 @@ impl World {
             )],
             replicas: ReplicaIndex::default(),
             namespaces: namespaces(&["app-source", "dev", "staging", "prod", "kube-system"]),
-            policy: TargetPolicy::new(["kube-system".to_string()]),
+            policy: NamespacePolicy {
+                protected: ["kube-system".to_string()].into(),
+                ..Default::default()
+            },
             known: KnownConflicts::new(),
         }
     }

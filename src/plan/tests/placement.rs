@@ -115,6 +115,7 @@ fn missing_and_terminating_namespaces_get_no_writes() {
         NamespaceMeta {
             labels: BTreeMap::new(),
             terminating: true,
+            ..Default::default()
         },
     );
     let p = w.plan();
@@ -131,6 +132,7 @@ fn a_replica_in_a_terminating_namespace_is_left_to_namespace_deletion() {
         NamespaceMeta {
             labels: BTreeMap::new(),
             terminating: true,
+            ..Default::default()
         },
     );
     assert!(w.plan().actions.is_empty());

@@ -17,6 +17,7 @@ use kube::{Api, ResourceExt};
 use super::{Context, Error, error_policy, owned_mirrors, reconcile};
 use crate::api::ConfigMirror;
 use crate::plan::selector::Selector;
+use crate::plan::{NamespacePolicy, Namespaces};
 use crate::scope::Scope;
 use crate::telemetry::names;
 use crate::telemetry::server::Health;
@@ -111,15 +112,24 @@ pub(crate) fn mirrors_for(
         .collect()
 }
 
-/// Source namespace → selectors, over the mirrors this process owns.
+/// Source namespace → selectors, over the mirrors this process owns and
+/// the sources the namespace policy lets them read.
 pub(crate) fn wanted_sources(
     mirrors: &[Arc<ConfigMirror>],
     scope: &Scope,
+    policy: &NamespacePolicy,
+    namespaces: &Namespaces,
 ) -> BTreeMap<String, BTreeSet<Selector>> {
     let mut wanted: BTreeMap<String, BTreeSet<Selector>> = BTreeMap::new();
+    let allowed = |m: &ConfigMirror| {
+        let home = m.namespace().unwrap_or_default();
+        policy
+            .source_denial(&home, &m.spec.source_namespace, namespaces)
+            .is_none()
+    };
     for m in mirrors
         .iter()
-        .filter(|m| scope.owns(m) && m.metadata.deletion_timestamp.is_none())
+        .filter(|m| scope.owns(m) && m.metadata.deletion_timestamp.is_none() && allowed(m))
     {
         if let Ok(s) = Selector::parse(m.spec.selector.as_ref()) {
             wanted
@@ -288,7 +298,13 @@ async fn housekeeping(
             continue;
         }
         let state = mirrors.state();
-        ctx.sources.retain(&wanted_sources(&state, &ctx.scope));
+        let wanted = wanted_sources(
+            &state,
+            &ctx.scope,
+            &ctx.settings.policy,
+            &ctx.namespaces.read(),
+        );
+        ctx.sources.retain(&wanted);
         let owned = state.iter().filter(|m| ctx.scope.owns(m)).count();
         metrics::gauge!(names::MIRRORS).set(owned as f64);
         metrics::gauge!(names::SOURCE_WATCHES).set(ctx.sources.watched_namespaces() as f64);

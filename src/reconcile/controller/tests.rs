@@ -93,10 +93,19 @@ fn replica_and_namespace_changes_reach_the_right_mirrors() {
 
 #[test]
 fn wanted_sources_groups_selectors_by_namespace_in_scope() {
-    let wanted = wanted_sources(&world(), &Scope::new(["team-a".to_string()]));
+    let scope = Scope::new(["team-a".to_string()]);
+    let open = NamespacePolicy::default();
+    let wanted = wanted_sources(&world(), &scope, &open, &Namespaces::new());
     assert_eq!(wanted.keys().collect::<Vec<_>>(), ["other", "src"]);
     assert_eq!(wanted["src"].len(), 2);
     assert!(wanted["other"].iter().next().unwrap().is_everything());
+    // A source the policy denies is not watched for anyone.
+    let protected = NamespacePolicy {
+        protected: ["other".to_string()].into(),
+        ..Default::default()
+    };
+    let wanted = wanted_sources(&world(), &scope, &protected, &Namespaces::new());
+    assert_eq!(wanted.keys().collect::<Vec<_>>(), ["src"]);
 }
 
 #[test]
