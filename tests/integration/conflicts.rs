@@ -4,29 +4,13 @@
 use std::time::Duration;
 
 use configmirror::api::keys;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::ListParams;
-use kube::{Api, Client, ResourceExt};
+use kube::ResourceExt;
 
 use crate::support::audit::{AuditCursor, summary};
 use crate::support::eventually;
 use crate::support::k8s::*;
 use crate::support::operator::Operator;
 use crate::support::scenario::Scenario;
-
-async fn events_for(client: &Client, namespace: &str, mirror: &str, reason: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(mirror)
-                && e.reason.as_deref() == Some(reason)
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn an_unowned_configmap_is_never_touched_and_other_targets_proceed() {

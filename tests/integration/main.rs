@@ -22,6 +22,7 @@ mod memory;
 mod metrics;
 mod persistence;
 mod pods;
+mod policy;
 mod replication;
 mod rest;
 mod sharding;

@@ -308,3 +308,23 @@ impl ConfigMapsLeft {
         )
     }
 }
+
+/// The events with `reason` regarding the mirror `namespace/mirror`.
+pub async fn events_for(
+    client: &Client,
+    namespace: &str,
+    mirror: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(mirror)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .collect()
+}
