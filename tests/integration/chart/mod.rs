@@ -16,6 +16,7 @@ mod hooks;
 mod install;
 mod rbac;
 mod render;
+mod tenancy;
 
 use std::collections::BTreeSet;
 
