@@ -1,5 +1,7 @@
 //! Bad input gets a clear answer and loses nothing.
 
+mod table;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
