@@ -1,10 +1,12 @@
 //! Writes every generated file of the repository from its source: the CRD
-//! from the Rust types, the Grafana dashboard and the alert rules from the
+//! from the Rust types, the admission policy and the aggregated ClusterRoles
+//! (`admission.rs`), the Grafana dashboard and the alert rules from the
 //! descriptions here (which use the operator's metric names), and the Helm
-//! chart's copies of all three. `deploy/generate` runs it (and regenerates
+//! chart's copies of all of them. `deploy/generate` runs it (and regenerates
 //! `.sqlx`); `deploy/generate --check` runs it into a scratch directory and
 //! compares.
 
+mod admission;
 mod alerts;
 mod dashboard;
 mod panels;
@@ -23,9 +25,21 @@ fn artefacts() -> Vec<(&'static str, String)> {
     let crd = configmirror::api::crd_yaml();
     let dashboard = dashboard::json();
     let alerts = alerts::yaml();
+    let policy = admission::policy_yaml();
+    let roles = admission::roles_yaml();
     vec![
         ("crds/configmirror.yaml", crd.clone()),
         ("helm/configmirror-operator/files/crd.yaml", crd),
+        ("deploy/manifests/admission-policy.yaml", policy.clone()),
+        (
+            "helm/configmirror-operator/files/admission-policy.yaml",
+            policy,
+        ),
+        ("deploy/manifests/aggregated-roles.yaml", roles.clone()),
+        (
+            "helm/configmirror-operator/files/aggregated-roles.yaml",
+            roles,
+        ),
         (
             "deploy/grafana/configmirror-dashboard.json",
             dashboard.clone(),
