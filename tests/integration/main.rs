@@ -8,6 +8,7 @@
 #[allow(dead_code)] // helpers are shared by test modules that each use a part
 mod support;
 
+mod admission;
 mod bad_input;
 mod chart;
 mod conflicts;

@@ -16,7 +16,8 @@ use super::eventually;
 
 pub const WAIT: Duration = Duration::from_secs(45);
 
-/// Installs (or refreshes) the CRD from crds/ and waits until it serves.
+/// Installs (or refreshes) the CRD from crds/ and waits until it serves,
+/// then admission by the author's own rights, which every test runs under.
 pub async fn install_crd(client: &Client) {
     let yaml = include_str!("../../../crds/configmirror.yaml");
     let crd: CustomResourceDefinition = serde_yaml::from_str(yaml).expect("crds/configmirror.yaml");
@@ -40,6 +41,7 @@ pub async fn install_crd(client: &Client) {
         }
     })
     .await;
+    super::tenants::install_admission(client).await;
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

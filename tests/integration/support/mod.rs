@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod release;
 pub mod scenario;
 pub mod shard;
+pub mod tenants;
 
 use std::time::Duration;
 
