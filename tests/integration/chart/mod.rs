@@ -11,6 +11,7 @@
 //! This module holds what the files below share: rendering and reading the
 //! rendered documents.
 
+mod admission;
 mod database;
 mod hooks;
 mod install;

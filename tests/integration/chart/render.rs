@@ -288,6 +288,11 @@ fn the_values_schema_rejects_bad_values_clearly() {
         ("database.revisionMaxAge=soon", "/database/revisionMaxAge"),
         ("replicas=3", "replicas"),
         ("sharding.enabled=yes", "/sharding/enabled"),
+        ("admission.enabled=yes", "/admission/enabled"),
+        (
+            "rbac.aggregateToDefaultRoles=yes",
+            "/rbac/aggregateToDefaultRoles",
+        ),
         (
             "postgresql.persistentVolumeClaimRetentionPolicy.whenDeleted=Keep",
             "/postgresql/persistentVolumeClaimRetentionPolicy/whenDeleted",
