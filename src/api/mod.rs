@@ -101,6 +101,11 @@ pub struct DatabaseSpec {
     pub enabled: bool,
     /// A Secret with the database's credentials (keys host, port, dbname,
     /// username, password, optional sslmode and sslrootcert; or one `uri`).
+    /// The connection uses TLS unless the Secret names an sslmode (key
+    /// `sslmode`, or `sslmode=` in the `uri`): `verify-full` when it has
+    /// `sslrootcert` (a PEM CA certificate), `require` otherwise; `disable`
+    /// only when it says so. A database that cannot be connected to is
+    /// reported only as unreachable; the operator's log has the cause.
     /// Absent: the operator's own database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,

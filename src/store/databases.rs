@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::OnceCell;
 
-use super::credentials::{connect_options, decode_secret, refuse_local_resources};
+use super::credentials::{Owner, connect_options, decode_secret, refuse_local_resources};
 use super::deadline::{self, Deadlines};
 use super::hosts::AllowedHosts;
 use super::{Cause, Error, migrate};
@@ -329,10 +329,13 @@ impl Databases {
             return Ok(db.clone());
         }
         let data = decode_secret(secret.data.as_ref());
-        if allowed.is_some() {
+        let owner = if allowed.is_some() {
             refuse_local_resources(&data, &key)?;
-        }
-        let options = connect_options(&data, &key)?;
+            Owner::Tenant
+        } else {
+            Owner::Operator
+        };
+        let options = connect_options(&data, &key, owner)?;
         // Before any pool exists: a refused host gets no connection attempt.
         if let Some(Err(host)) = allowed.map(|hosts| hosts.check(&options)) {
             return Err(Error::HostNotAllowed(key, host));
