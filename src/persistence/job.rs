@@ -115,7 +115,15 @@ fn failed(
     metrics::counter!(names::DB_ERRORS, "kind" => error.metric_label()).increment(1);
     metrics::histogram!(names::DB_SYNC_DURATION, "result" => "error")
         .record(started.elapsed().as_secs_f64());
-    tracing::warn!(mirror = %mirror.key(), error = %error, "rows not persisted; replication continues");
+    match error.withheld_cause() {
+        // Status says only "unreachable": the log keeps the cause.
+        Some(cause) => {
+            tracing::warn!(mirror = %mirror.key(), error = %error, %cause, "rows not persisted; replication continues");
+        }
+        None => {
+            tracing::warn!(mirror = %mirror.key(), error = %error, "rows not persisted; replication continues");
+        }
+    }
     // After an error the database's state is unknown: send every row
     // next time (it skips the unchanged ones itself), unless the error
     // came before anything was sent.

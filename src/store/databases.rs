@@ -39,6 +39,9 @@ pub struct Database {
     migration_failure: tokio::sync::Mutex<Option<(Instant, Error)>>,
     /// When a caller last asked for it, so idle tenant pools can be closed.
     last_used: Mutex<Instant>,
+    /// A mirror's own (`secretRef`): failures to connect are withheld from
+    /// status (`Error::for_tenant`).
+    tenant: bool,
 }
 
 impl Database {
@@ -66,6 +69,16 @@ impl Database {
             migrated: OnceCell::new(),
             migration_failure: tokio::sync::Mutex::new(None),
             last_used: Mutex::new(Instant::now()),
+            tenant: false,
+        }
+    }
+
+    /// What its errors say for a tenant (the whole cause goes to the log).
+    fn said(&self, error: Error) -> Error {
+        if self.tenant {
+            error.for_tenant()
+        } else {
+            error
         }
     }
 
@@ -106,6 +119,7 @@ impl Database {
                 Ok(&self.pool)
             }
             Err(e) => {
+                let e = self.said(e);
                 *failure = Some((Instant::now(), e.clone()));
                 Err(e)
             }
@@ -121,6 +135,9 @@ impl Database {
         call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, Error> {
         match deadline::within(self.deadlines.statement, &self.label, what, call).await {
+            // No probe of a tenant's host: what it would tell apart is
+            // withheld anyway, and it would be one more connection there.
+            Err(e) if self.tenant => Err(self.said(e)),
             Err(e) => {
                 Err(
                     deadline::classify_acquire_failure(e, &self.options, self.deadlines.acquire)
@@ -340,13 +357,15 @@ impl Databases {
         if let Some(Err(host)) = allowed.map(|hosts| hosts.check(&options)) {
             return Err(Error::HostNotAllowed(key, host));
         }
-        let db = Arc::new(Database::new(
+        let mut db = Database::new(
             label.to_string(),
             identity,
             options,
             self.max_connections,
             self.deadlines,
-        ));
+        );
+        db.tenant = owner == Owner::Tenant;
+        let db = Arc::new(db);
         if let Some(old) = self.by_secret.lock().unwrap().insert(cache_key, db.clone()) {
             tracing::info!(secret = %key, "database secret changed; switching to a new pool");
             tokio::spawn(async move { old.pool.close().await });

@@ -113,7 +113,7 @@ pub(crate) async fn classify_acquire_failure(
     .await;
     match probe {
         // It accepts connections but never answered ours.
-        Ok(Ok(_)) | Err(_) => Error::Timeout(label.clone(), "connecting", limit),
+        Ok(Ok(_)) | Err(_) => Error::Timeout(label.clone(), super::CONNECTING, limit),
         Ok(Err(_)) => error,
     }
 }

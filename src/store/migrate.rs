@@ -3,6 +3,7 @@
 //! history table, so persistence and coordination never trip over each
 //! other on one database (and neither over a `_sqlx_migrations` of someone else).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -10,7 +11,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use super::deadline::is_server_timeout;
-use super::{Cause, Error};
+use super::{CONNECTING, Cause, Error};
 
 pub(crate) const PERSISTENCE_HISTORY: &str = "_configmirror_persistence_migrations";
 
@@ -42,10 +43,15 @@ pub async fn run_within(
     label: &str,
     deadline: Duration,
 ) -> Result<(), Error> {
+    // Whether a session was ever had: a deadline passed before one says
+    // the database never answered (a silent or filtered host), not that
+    // migrating took too long.
+    let connected = AtomicBool::new(false);
     let run = async {
         let mut conn = PgConnection::connect_with(options)
             .await
-            .map_err(|e| Error::from_sqlx(label, e))?;
+            .map_err(|e| Error::from_connect(label, e))?;
+        connected.store(true, Ordering::Relaxed);
         let limit = format!("{}ms", deadline.as_millis());
         let limited = sqlx::query(
             "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)",
@@ -68,7 +74,14 @@ pub async fn run_within(
     };
     tokio::time::timeout(deadline, run)
         .await
-        .unwrap_or_else(|_| Err(Error::Timeout(label.to_string(), "migrating", deadline)))
+        .unwrap_or_else(|_| {
+            let stage = if connected.load(Ordering::Relaxed) {
+                "migrating"
+            } else {
+                CONNECTING
+            };
+            Err(Error::Timeout(label.to_string(), stage, deadline))
+        })
 }
 
 fn migration_error(label: &str, deadline: Duration, e: MigrateError) -> Error {

@@ -95,6 +95,15 @@ pub enum Error {
     AuthFailed(String, #[source] Cause),
     #[error("database {0} is unreachable: {1}")]
     Unreachable(String, #[source] Cause),
+    /// A mirror's own database (`secretRef`) could not be connected to.
+    /// The tenant who wrote the Secret chose the host, so what status says
+    /// must not probe the network for them: refused, filtered, silent, the
+    /// OS's or TLS's words all read the same. The cause is for the
+    /// operator's log only (`withheld_cause`).
+    #[error(
+        "database {0} is unreachable (check the Secret's host, port, sslmode and sslrootcert; the operator's log has the cause)"
+    )]
+    TenantUnreachable(String, #[source] Cause),
     #[error("migrating database {0}: {1}")]
     Migration(String, #[source] Cause),
     #[error("writing to database {0}: {1}")]
@@ -122,7 +131,7 @@ impl Error {
             Error::SecretRead(..) => "SecretUnreadable",
             Error::HostNotAllowed(..) => "HostNotAllowed",
             Error::AuthFailed(..) => "AuthenticationFailed",
-            Error::Unreachable(..) => "Unreachable",
+            Error::Unreachable(..) | Error::TenantUnreachable(..) => "Unreachable",
             Error::Migration(..) => "MigrationFailed",
             Error::Write(..) => "WriteFailed",
             Error::Timeout(..) => "Timeout",
@@ -136,6 +145,7 @@ impl Error {
         matches!(
             self,
             Error::Unreachable(..)
+                | Error::TenantUnreachable(..)
                 | Error::Timeout(..)
                 | Error::Write(..)
                 | Error::Migration(..)
@@ -163,6 +173,44 @@ impl Error {
         }
     }
 
+    /// A failure to connect, classified: a server's refusal of the
+    /// credentials is `AuthFailed`, and a database that does not exist
+    /// (known only after authentication) stays a server answer; anything
+    /// else before a session exists (I/O, TLS, a protocol the client does
+    /// not understand, a server that cannot take sessions) is Unreachable.
+    pub(crate) fn from_connect(database: &str, e: sqlx::Error) -> Self {
+        match Error::from_sqlx(database, e) {
+            Error::Write(database, cause) => Error::Unreachable(database, cause),
+            other => other,
+        }
+    }
+
+    /// What status may say of this error for a tenant's database: a failure
+    /// before authentication says only that the database is unreachable.
+    /// Authentication failures, a missing database and everything after a
+    /// session exists are about the tenant's own credentials and data, and
+    /// stay as they are.
+    pub(crate) fn for_tenant(self) -> Self {
+        match self {
+            Error::Unreachable(database, cause) if !is_missing_database(&cause) => {
+                Error::TenantUnreachable(database, cause)
+            }
+            Error::Timeout(database, CONNECTING, limit) => {
+                let said = Error::Timeout(database.clone(), CONNECTING, limit).to_string();
+                Error::TenantUnreachable(database, Cause::from(said))
+            }
+            other => other,
+        }
+    }
+
+    /// The cause status does not show, for the operator's log.
+    pub(crate) fn withheld_cause(&self) -> Option<&Cause> {
+        match self {
+            Error::TenantUnreachable(_, cause) => Some(cause),
+            _ => None,
+        }
+    }
+
     pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Error::NoDatabase => "no_database",
@@ -172,7 +220,7 @@ impl Error {
             | Error::SecretRead(..) => "secret",
             Error::HostNotAllowed(..) => "host_not_allowed",
             Error::AuthFailed(..) => "auth",
-            Error::Unreachable(..) => "unreachable",
+            Error::Unreachable(..) | Error::TenantUnreachable(..) => "unreachable",
             Error::Migration(..) => "migration",
             Error::Write(..) => "write",
             Error::Timeout(..) => "timeout",
@@ -181,3 +229,15 @@ impl Error {
         }
     }
 }
+
+/// What a Timeout says of a connection that was never established.
+pub(crate) const CONNECTING: &str = "connecting";
+
+fn is_missing_database(cause: &Cause) -> bool {
+    matches!(cause.downcast::<sqlx::Error>(),
+        Some(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000"))
+}
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;
