@@ -29,3 +29,4 @@ mod rest;
 mod sharding;
 mod targets;
 mod tenancy;
+mod tenant_tls;

@@ -92,3 +92,81 @@ async fn without_the_list_the_same_secret_is_connected_to() {
     assert_ne!(reason, "HostNotAllowed");
     assert!(connections > 0, "no connection attempt seen ({reason})");
 }
+
+/// What status would tell a tenant of the host its Secret names.
+const REVEALING: &[&str] = &[
+    "refused",
+    "os error",
+    "Connection",
+    "127.0.0.1",
+    "did not answer",
+    "timed out",
+];
+
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_refusing_and_a_silent_tenant_host_both_read_only_unreachable() {
+    use k8s_openapi::api::events::v1::Event;
+
+    let (silent_port, accepted) = counting_listener().await;
+    let s = Scenario::new("unreach", 1).await;
+    let op = s
+        .operator()
+        .arg("--database-timeout-seconds=2")
+        .start()
+        .await;
+    s.selected_source("cfg", &[("k", "v")]).await;
+    let ns = s.home.name.clone();
+    secret(&s.client, &ns, "refusing", &secret_at(closed_port())).await;
+    secret(&s.client, &ns, "silent", &secret_at(silent_port)).await;
+    for name in ["refusing", "silent"] {
+        let spec = mirror_with_secret(&s, None, name);
+        create_mirror(&s.client, &ns, &format!("m-{name}"), spec).await;
+    }
+    let mut said = Vec::new();
+    for name in ["refusing", "silent"] {
+        let status = wait_status(&s.client, &ns, &format!("m-{name}"), "Unreachable", |st| {
+            condition(st, "DatabaseSynced").is_some_and(|c| c.reason == "Unreachable")
+        })
+        .await;
+        let message = condition(&status, "DatabaseSynced")
+            .unwrap()
+            .message
+            .clone();
+        let database = status.database_status.as_ref().unwrap();
+        assert!(!database.connected);
+        assert_eq!(database.message.as_deref(), Some(message.as_str()));
+        assert!(message.contains("unreachable"), "{message}");
+        assert!(message.contains(&format!("{ns}/{name}")), "{message}");
+        for word in REVEALING {
+            assert!(!message.contains(word), "{word:?} in {message}");
+        }
+        said.push(message.replace(&format!("{ns}/{name}"), "SECRET"));
+    }
+    assert!(
+        accepted.load(Ordering::SeqCst) > 0,
+        "the silent host was never reached"
+    );
+    assert_eq!(
+        said[0], said[1],
+        "a refusing host reads unlike a silent one"
+    );
+    let events = kube::Api::<Event>::namespaced(s.client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    for note in events.items.iter().filter_map(|e| e.note.as_deref()) {
+        for word in REVEALING {
+            assert!(!note.contains(word), "{word:?} in event {note}");
+        }
+    }
+    // The operator's own log keeps what status withholds.
+    assert!(
+        op.logged_contains("refused"),
+        "the cause is not in the operator's log"
+    );
+}

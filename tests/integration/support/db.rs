@@ -70,10 +70,45 @@ impl TestDatabase {
         counted
     }
 
+    /// Whether each of the operator's sessions on this database uses TLS.
+    pub async fn operator_tls(&self) -> Vec<bool> {
+        operator_tls(&self.admin, &self.name).await
+    }
+
     /// host, port, dbname, username, password of this database.
     pub fn parts(&self) -> BTreeMap<&'static str, String> {
         parts_of(&self.url)
     }
+}
+
+/// Whether each of the operator's sessions (its `application_name`) on
+/// database `name` uses TLS, as the server sees it; read through `admin_url`
+/// (the server's default sslmode, `prefer`), whose own session is not one.
+pub async fn operator_tls(admin_url: &str, name: &str) -> Vec<bool> {
+    let admin = PgPool::connect(admin_url)
+        .await
+        .expect("connect to the admin database");
+    let found = sqlx::query_scalar(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.datname = $1 AND a.application_name = $2",
+    )
+    .bind(name)
+    .bind(configmirror::store::deadline::APPLICATION_NAME)
+    .fetch_all(&admin)
+    .await
+    .expect("read pg_stat_ssl");
+    admin.close().await;
+    found
+}
+
+/// The PEM of the CA that signed the local cluster's PostgreSQL certificate.
+pub fn cluster_ca_pem() -> String {
+    let path = std::env::var("CONFIGMIRROR_PG_CA").unwrap_or_else(|_| {
+        let dir = std::env::var("CONFIGMIRROR_CLUSTER_DIR")
+            .expect("CONFIGMIRROR_PG_CA or CONFIGMIRROR_CLUSTER_DIR (deploy/local/cluster env)");
+        format!("{dir}/pki/ca.crt")
+    });
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
 pub fn parts_of(url: &str) -> BTreeMap<&'static str, String> {

@@ -1,5 +1,7 @@
 //! A private, throw-away PostgreSQL for tests that must stop their database
 //! without disturbing the shared one: initdb in a temp dir, a free port.
+//! It serves TLS with a certificate of its own CA (`ca_pem`), as the shared
+//! one does with the cluster's: a tenant's database Secret defaults to TLS.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,9 +53,97 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+fn openssl(args: &[&str], dir: &Path) {
+    let mut c = Command::new("openssl");
+    c.args(args).current_dir(dir);
+    run(c, "openssl");
+}
+
+/// A CA of this server's own (in `dir`) and a server certificate it signed
+/// (in `dir/data`, the key readable by the server's user only, or
+/// PostgreSQL refuses it).
+fn make_certificates(dir: &Path) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=configmirror-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=configmirror-test-postgres",
+            "-keyout",
+            "data/server.key",
+            "-out",
+            "server.csr",
+        ],
+        dir,
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "data/server.crt",
+        ],
+        dir,
+    );
+    let key = dir.join("data/server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    if running_as_root() {
+        let mut c = Command::new("chown");
+        c.arg("postgres:postgres")
+            .arg(&key)
+            .arg(dir.join("data/server.crt"));
+        run(c, "chown");
+    }
+}
+
 impl PrivatePostgres {
     /// initdb and start a new server; it is stopped and removed when dropped.
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// A server that offers no TLS at all (`ssl = off`).
+    pub fn start_without_tls() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = PathBuf::from(
             std::env::var("CONFIGMIRROR_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()),
         );
@@ -86,10 +176,13 @@ impl PrivatePostgres {
             ])
             .arg(format!("--pwfile={}", pwfile.display()));
         run(initdb, "initdb");
+        make_certificates(dir.path());
         let port = free_port();
         let conf = format!(
-            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nfsync = off\n",
-            dir.path().display()
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nfsync = off\n\
+             ssl = {}\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            dir.path().display(),
+            if tls { "on" } else { "off" },
         );
         let conf_path = dir.path().join("data/postgresql.conf");
         let mut existing = std::fs::read_to_string(&conf_path).unwrap();
@@ -98,6 +191,12 @@ impl PrivatePostgres {
         let pg = Self { dir, bin, port };
         pg.start_server();
         pg
+    }
+
+    /// The CA that signed this server's certificate (SANs 127.0.0.1 and
+    /// localhost), for `sslrootcert`.
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ca.crt")).expect("the private CA")
     }
 
     pub fn url(&self) -> String {
