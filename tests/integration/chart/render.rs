@@ -1,14 +1,14 @@
 //! Rendering the chart with no cluster: it lints, renders what the values
 //! ask for (and nothing they do not), locked down and least-privileged, its
-//! CRD, dashboard and alerts are the repository's, and its schema rejects
-//! bad values clearly.
+//! CRD, dashboard and alerts are the repository's, its schema rejects bad
+//! values clearly, and it works as a subchart of a parent chart.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{
     CRD, OPERATOR, POSTGRESQL, TEST, UPGRADE, documents, find, has_flag, hook, kinds, named,
-    operator_args, secret_data, try_named,
+    operator_args, secret_data, strings, try_named,
 };
 use crate::support::helm::{chart, helm, helm_ok};
 
@@ -310,4 +310,137 @@ fn the_values_schema_rejects_bad_values_clearly() {
             r.stderr
         );
     }
+}
+
+#[test]
+fn the_schema_rejects_typos_in_known_sections_and_accepts_what_a_parent_passes() {
+    let c = chart().display().to_string();
+    for (set, section, key) in [
+        (
+            "operator.watchNamespace=team-a",
+            "/operator",
+            "watchNamespace",
+        ),
+        ("image.tags=1.0", "/image", "tags"),
+        (
+            "postgresql.persistence.sise=1Gi",
+            "/postgresql/persistence",
+            "sise",
+        ),
+        ("replicas=3", "at ''", "replicas"),
+    ] {
+        let r = helm(None, &["template", "r", &c, "--set", set]);
+        assert!(!r.ok, "{set} was accepted");
+        assert!(
+            r.stderr.contains("schema") && r.stderr.contains(section) && r.stderr.contains(key),
+            "{set}: {}",
+            r.stderr
+        );
+    }
+    // What Helm hands a subchart besides its own values: `global` (always,
+    // any content) and the parent's `condition` key.
+    let docs = documents(&helm_ok(
+        None,
+        &[
+            "template",
+            "r",
+            &c,
+            "--set",
+            "global.imageRegistry=registry.example.com",
+            "--set",
+            "global.labels.team=platform",
+            "--set",
+            "enabled=true",
+        ],
+    ));
+    named(&docs, "StatefulSet", OPERATOR);
+}
+
+/// A parent chart in a temporary directory depending on this chart through
+/// file://, built offline with `helm dependency build`.
+fn parent_chart() -> tempfile::TempDir {
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::write(
+        parent.path().join("Chart.yaml"),
+        format!(
+            "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  \
+             - name: configmirror-operator\n    version: \">=0.0.0-0\"\n    \
+             repository: file://{}\n    condition: configmirror-operator.enabled\n",
+            chart().display()
+        ),
+    )
+    .unwrap();
+    // A parent's own values commonly carry globals for all its subcharts.
+    std::fs::write(
+        parent.path().join("values.yaml"),
+        "global:\n  imageRegistry: registry.example.com\n  storageClass: fast\n",
+    )
+    .unwrap();
+    helm_ok(
+        None,
+        &["dependency", "build", parent.path().to_str().unwrap()],
+    );
+    parent
+}
+
+#[test]
+fn the_chart_renders_as_a_subchart_of_a_parent_chart() {
+    let parent = parent_chart();
+    let p = parent.path().to_str().unwrap();
+    let operator = "p-configmirror-operator";
+    let template = |sets: &[&str]| {
+        let mut args = vec!["template", "p", p, "-n", "platform"];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        helm(None, &args)
+    };
+
+    // No values for the subchart: its defaults, with `global` passed in.
+    let r = template(&[]);
+    assert!(r.ok, "as a subchart with defaults:\n{}", r.stderr);
+    let docs = documents(&r.stdout);
+    let sts = named(&docs, "StatefulSet", operator);
+    assert_eq!(sts["spec"]["replicas"], 1);
+    assert_eq!(sts["metadata"]["namespace"], "platform");
+    named(&docs, "CustomResourceDefinition", CRD);
+
+    // Values for the subchart under its name, the condition among them.
+    let r = template(&[
+        "configmirror-operator.enabled=true",
+        "configmirror-operator.replicaCount=3",
+        "configmirror-operator.operator.watchNamespaces={team-a}",
+        "global.extra=1",
+    ]);
+    assert!(r.ok, "as a subchart with values:\n{}", r.stderr);
+    let docs = documents(&r.stdout);
+    let sts = named(&docs, "StatefulSet", operator);
+    assert_eq!(sts["spec"]["replicas"], 3);
+    let args = strings(&sts["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(has_flag(&args, "--sharding"), "{args:?}");
+    assert!(
+        args.contains(&"--watch-namespace=team-a".to_string()),
+        "{args:?}"
+    );
+
+    // The condition turns it off entirely.
+    let r = template(&["configmirror-operator.enabled=false"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        documents(&r.stdout).is_empty(),
+        "rendered with its condition false:\n{}",
+        r.stdout
+    );
+
+    // The subchart's schema still applies through the parent.
+    let r = template(&["configmirror-operator.operator.watchNamespace=team-a"]);
+    assert!(
+        !r.ok,
+        "a typo under operator was accepted through the parent"
+    );
+    assert!(
+        r.stderr.contains("configmirror-operator") && r.stderr.contains("watchNamespace"),
+        "{}",
+        r.stderr
+    );
 }
