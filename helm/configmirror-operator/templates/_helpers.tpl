@@ -36,8 +36,14 @@ app.kubernetes.io/part-of: configmirror
 {{- end -}}
 {{- end -}}
 
+{{/* A digest pins the image outright: the tag is left out, so what runs
+never depends on where a tag points. */}}
 {{- define "configmirror.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The operator's own database: the user's (database.urlSecret.name or

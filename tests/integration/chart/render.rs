@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::{
     CRD, OPERATOR, POSTGRESQL, TEST, UPGRADE, documents, find, has_flag, hook, kinds, named,
-    operator_args, secret_data, strings, try_named,
+    operator_args, render, render_error, secret_data, strings, try_named,
 };
 use crate::support::helm::{chart, helm, helm_ok};
 
@@ -26,13 +26,14 @@ fn repo_file(path: &str) -> String {
 #[test]
 fn the_chart_lints_and_renders_with_defaults_and_with_every_feature() {
     let c = chart().display().to_string();
-    helm_ok(None, &["lint", &c]);
-    helm_ok(None, &["lint", &c, "-f", &all_features()]);
+    // --strict: a lint warning fails as an error would.
+    helm_ok(None, &["lint", "--strict", &c]);
+    helm_ok(None, &["lint", "--strict", &c, "-f", &all_features()]);
     let postgresql_values = chart()
         .join("ci/postgresql-values.yaml")
         .display()
         .to_string();
-    helm_ok(None, &["lint", &c, "-f", &postgresql_values]);
+    helm_ok(None, &["lint", "--strict", &c, "-f", &postgresql_values]);
 
     let defaults = documents(&helm_ok(
         None,
@@ -301,6 +302,15 @@ fn the_values_schema_rejects_bad_values_clearly() {
             "postgresql.auth.username=Bad-Name",
             "/postgresql/auth/username",
         ),
+        ("image.digest=latest", "/image/digest"),
+        ("service.type=ExternalName", "/service/type"),
+        ("service.port=0", "/service/port"),
+        ("extraEnv[0].value=x", "/extraEnv/0"),
+        ("extraVolumeMounts[0].name=x", "/extraVolumeMounts/0"),
+        (
+            "topologySpreadConstraints[0].whenUnsatisfiable=Maybe",
+            "/topologySpreadConstraints/0",
+        ),
     ] {
         let r = helm(None, &["template", "r", &c, "--set", set]);
         assert!(!r.ok, "{set} was accepted");
@@ -328,6 +338,12 @@ fn the_schema_rejects_typos_in_known_sections_and_accepts_what_a_parent_passes()
             "sise",
         ),
         ("replicas=3", "at ''", "replicas"),
+        ("service.prot=9090", "/service", "prot"),
+        (
+            "podDisruptionBudget.minAvailabel=1",
+            "/podDisruptionBudget",
+            "minAvailabel",
+        ),
     ] {
         let r = helm(None, &["template", "r", &c, "--set", set]);
         assert!(!r.ok, "{set} was accepted");
@@ -443,4 +459,223 @@ fn the_chart_renders_as_a_subchart_of_a_parent_chart() {
         "{}",
         r.stderr
     );
+}
+
+/// The operator's pod spec in rendered documents.
+fn pod_spec(docs: &[serde_yaml::Value]) -> &serde_yaml::Value {
+    &named(docs, "StatefulSet", OPERATOR)["spec"]["template"]["spec"]
+}
+
+#[test]
+fn scheduling_service_image_and_extra_values_render_where_they_belong() {
+    let selector: serde_yaml::Value = serde_yaml::from_str(
+        "matchLabels: {app.kubernetes.io/name: configmirror-operator, app.kubernetes.io/instance: r}",
+    )
+    .unwrap();
+
+    // Defaults: replicas spread across nodes, softly (a one-node cluster
+    // still runs them all), counting this release's operator pods only; a
+    // headless Service on 8080; the image by tag; nothing extra.
+    let defaults = render(&[]);
+    let pod = pod_spec(&defaults);
+    let spread: serde_yaml::Value = serde_yaml::from_str(
+        "- {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway}",
+    )
+    .unwrap();
+    let mut expected = spread.clone();
+    expected[0]["labelSelector"] = selector.clone();
+    assert_eq!(pod["topologySpreadConstraints"], expected);
+    let service = named(&defaults, "Service", OPERATOR);
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "ghcr.io/configmirror/configmirror:0.1.0"
+    );
+    assert!(pod["volumes"].is_null() && pod["containers"][0]["volumeMounts"].is_null());
+    let env = strings(
+        &pod["containers"][0]["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].clone())
+            .collect(),
+    );
+    assert_eq!(
+        env,
+        ["POD_NAME", "POD_NAMESPACE", "RUST_LOG", "DATABASE_URL"]
+    );
+    // No constraints at all when asked.
+    let none = render(&["topologySpreadConstraints=null"]);
+    assert!(pod_spec(&none)["topologySpreadConstraints"].is_null());
+
+    // Every one of them set (ci/all-features-values.yaml).
+    let all = documents(&helm_ok(
+        None,
+        &[
+            "template",
+            "r",
+            chart().to_str().unwrap(),
+            "-n",
+            "configmirror-system",
+            "-f",
+            &all_features(),
+        ],
+    ));
+    let pod = pod_spec(&all);
+    let container = &pod["containers"][0];
+    let digest = "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    assert_eq!(
+        container["image"],
+        format!("registry.example.com/configmirror@{digest}").as_str(),
+        "a digest replaces the tag"
+    );
+    // The test pod and the pre-upgrade Job run the same pinned image.
+    assert_eq!(
+        named(&all, "Pod", TEST)["spec"]["containers"][0]["image"],
+        container["image"]
+    );
+    assert_eq!(
+        named(&all, "Job", UPGRADE)["spec"]["template"]["spec"]["containers"][0]["image"],
+        container["image"]
+    );
+    let constraints = pod["topologySpreadConstraints"].as_sequence().unwrap();
+    assert_eq!(constraints.len(), 2);
+    assert_eq!(constraints[0]["topologyKey"], "topology.kubernetes.io/zone");
+    assert_eq!(
+        constraints[0]["labelSelector"], selector,
+        "the chart's selector added"
+    );
+    assert_eq!(
+        constraints[1]["labelSelector"]["matchLabels"]["team"], "platform",
+        "a constraint's own selector is kept"
+    );
+    let env = container["env"].as_sequence().unwrap();
+    assert_eq!(env[0]["name"], "POD_NAME", "the chart's own come first");
+    let proxy = env
+        .iter()
+        .find(|e| e["name"] == "HTTPS_PROXY")
+        .expect("extraEnv");
+    assert_eq!(proxy["value"], "http://proxy.example.com:3128");
+    let ca = env
+        .iter()
+        .find(|e| e["name"] == "CA_BUNDLE")
+        .expect("extraEnv");
+    assert_eq!(ca["valueFrom"]["configMapKeyRef"]["key"], "bundle.pem");
+    assert_eq!(pod["volumes"][0]["name"], "corporate-ca");
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "corporate-ca");
+    assert_eq!(container["volumeMounts"][0]["name"], "corporate-ca");
+    assert_eq!(
+        container["volumeMounts"][0]["mountPath"],
+        "/etc/ssl/corporate"
+    );
+    let service = named(&all, "Service", OPERATOR);
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert!(
+        service["spec"]["clusterIP"].is_null(),
+        "only a ClusterIP Service is headless"
+    );
+    assert_eq!(service["spec"]["ports"][0]["port"], 9090);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+    assert_eq!(
+        service["metadata"]["annotations"]["prometheus.io/scrape"],
+        "true"
+    );
+    assert_eq!(service["metadata"]["labels"]["team"], "platform");
+    assert_eq!(
+        service["metadata"]["labels"]["app.kubernetes.io/name"], "configmirror-operator",
+        "the chart's labels stay"
+    );
+    let pdb = &named(&all, "PodDisruptionBudget", OPERATOR)["spec"];
+    assert_eq!(pdb["minAvailable"], 2);
+    assert!(pdb["maxUnavailable"].is_null());
+}
+
+#[test]
+fn the_pod_disruption_budget_takes_max_unavailable_or_min_available_never_both() {
+    let budget = |sets: &[&str]| {
+        let mut all = vec!["replicaCount=3"];
+        all.extend(sets);
+        named(&render(&all), "PodDisruptionBudget", OPERATOR)["spec"].clone()
+    };
+    let default = budget(&[]);
+    assert_eq!(default["maxUnavailable"], 1);
+    assert!(default["minAvailable"].is_null());
+    let max = budget(&["podDisruptionBudget.maxUnavailable=2"]);
+    assert_eq!(max["maxUnavailable"], 2);
+    assert!(max["minAvailable"].is_null());
+    let min = budget(&["podDisruptionBudget.minAvailable=50%"]);
+    assert_eq!(min["minAvailable"], "50%");
+    assert!(min["maxUnavailable"].is_null(), "{min:?}");
+    let error = render_error(&[
+        "replicaCount=3",
+        "podDisruptionBudget.maxUnavailable=1",
+        "podDisruptionBudget.minAvailable=2",
+    ]);
+    assert!(
+        error.contains("set maxUnavailable or minAvailable, not both"),
+        "{error}"
+    );
+    // One replica: no budget, whatever it says.
+    assert!(try_named(&render(&[]), "PodDisruptionBudget", OPERATOR).is_none());
+}
+
+#[test]
+fn the_artifact_hub_annotations_match_the_chart_and_the_samples() {
+    let meta: serde_yaml::Value =
+        serde_yaml::from_str(&repo_file("helm/configmirror-operator/Chart.yaml")).unwrap();
+    assert_eq!(meta["kubeVersion"], ">=1.30.0-0");
+    let annotation = |key: &str| -> serde_yaml::Value {
+        serde_yaml::from_str(
+            meta["annotations"][key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key} annotation")),
+        )
+        .unwrap()
+    };
+    assert_eq!(meta["annotations"]["artifacthub.io/license"], "Apache-2.0");
+
+    // The images listed are the ones the chart's defaults run.
+    let defaults = documents(&helm_ok(
+        None,
+        &[
+            "template",
+            "r",
+            chart().to_str().unwrap(),
+            "-n",
+            "configmirror-system",
+        ],
+    ));
+    let image = |name: &str| {
+        named(&defaults, "StatefulSet", name)["spec"]["template"]["spec"]["containers"][0]["image"]
+            .clone()
+    };
+    let images: Vec<serde_yaml::Value> = annotation("artifacthub.io/images")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].clone())
+        .collect();
+    assert_eq!(images, [image(OPERATOR), image(POSTGRESQL)]);
+
+    // The CRD listed is the chart's, and its example is the README's sample.
+    let crds = annotation("artifacthub.io/crds");
+    assert_eq!(crds[0]["name"], CRD);
+    let crd = find(&defaults, "CustomResourceDefinition");
+    assert_eq!(crds[0]["kind"], crd["spec"]["names"]["kind"]);
+    assert_eq!(crds[0]["version"], crd["spec"]["versions"][0]["name"]);
+    let sample = documents(&repo_file("deploy/samples/app-config.yaml"))
+        .into_iter()
+        .find(|d| d["kind"] == "ConfigMirror")
+        .unwrap();
+    assert_eq!(annotation("artifacthub.io/crdsExamples")[0], sample);
+
+    for key in ["artifacthub.io/links", "artifacthub.io/changes"] {
+        assert!(
+            !annotation(key).as_sequence().unwrap().is_empty(),
+            "{key} is empty"
+        );
+    }
 }
