@@ -89,6 +89,17 @@ install_actionlint() { # cache-root
   echo "$dir/actionlint"
 }
 
+# helm-docs, pinned, built from its Go module and cached. Prints its path.
+HELM_DOCS_VERSION=v1.14.2
+install_helm_docs() { # cache-root
+  local dir="$1/helm-docs-$HELM_DOCS_VERSION"
+  if [[ ! -x "$dir/helm-docs" ]]; then
+    echo "tools: building helm-docs $HELM_DOCS_VERSION" >&2
+    GOTOOLCHAIN=local GOBIN="$dir" go install "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION" >&2
+  fi
+  echo "$dir/helm-docs"
+}
+
 # sqlx-cli, pinned to the sqlx version the workspace uses, built once and
 # cached. Prints the directory holding `sqlx` and `cargo-sqlx`.
 SQLX_CLI_VERSION=0.9.0
