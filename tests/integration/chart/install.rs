@@ -2,7 +2,8 @@
 //! the test's own (Helm owns the CRD there): the values' mode and database,
 //! a changed CRD shipped by `helm upgrade`, and nothing stranded by `helm
 //! uninstall` or the README's removal order, while the CRD, the mirrors,
-//! their replicas and the database's PVC and Secret are kept.
+//! their replicas and the database's PVC and Secret are kept; and a CRD
+//! applied with kubectl before the chart, adopted as the README says.
 //!
 //! No kubelet runs in a private cluster, so no chart pod ever starts: the
 //! operator runs out of cluster under the chart's ServiceAccount token, and
@@ -18,7 +19,7 @@ use kube::{Api, ResourceExt};
 
 use super::CRD;
 use crate::support::cluster::PrivateCluster;
-use crate::support::helm::{chart, helm_ok};
+use crate::support::helm::{chart, helm, helm_ok};
 use crate::support::k8s::*;
 use crate::support::operator::Operator;
 use crate::support::{client_for, eventually, service_account_kubeconfig};
@@ -253,6 +254,170 @@ async fn install_upgrade_and_uninstall_strand_nothing() {
         },
     )
     .await;
+}
+
+/// The README's "CRD applied with kubectl first": `helm install` refuses a
+/// CRD it does not own; `crds.install=false` leaves it to its owner; the
+/// documented label and annotations hand it to a release, which then
+/// installs, takes it over (keep policy included) and keeps it on
+/// uninstall. The kubectl-only admission policy and roles
+/// (deploy/manifests) stay beside the chart's, which are named after the
+/// release.
+#[tokio::test]
+async fn a_crd_applied_with_kubectl_first_is_adopted_as_the_readme_says() {
+    let cluster = PrivateCluster::start();
+    let kc = cluster.kubeconfig.clone();
+    let admin = client_for(&kc, "chart-test").await;
+    let c = chart().display().to_string();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+
+    // A platform team's kubectl-only install: the CRD, the admission policy
+    // and the aggregated roles, server-side applied under its own manager.
+    kubectl(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=platform-team",
+            "-f",
+            root.join("crds/configmirror.yaml").to_str().unwrap(),
+            "-f",
+            root.join("deploy/manifests").to_str().unwrap(),
+        ],
+    );
+    let applied = crds.get(CRD).await.unwrap();
+
+    let refused = helm(
+        Some(&kc),
+        &[
+            "install",
+            "cm",
+            &c,
+            "-n",
+            "configmirror-system",
+            "--create-namespace",
+        ],
+    );
+    assert!(!refused.ok, "helm installed over a CRD it does not own");
+    assert!(
+        refused.stderr.contains("invalid ownership metadata") && refused.stderr.contains(CRD),
+        "{}",
+        refused.stderr
+    );
+    // Only the CRD stood in the way: the policy and roles have other names.
+    assert!(
+        !refused.stderr.contains("ValidatingAdmissionPolicy")
+            && !refused.stderr.contains("ClusterRole"),
+        "{}",
+        refused.stderr
+    );
+
+    // crds.install=false: the CRD stays the platform team's, untouched.
+    helm_ok(
+        Some(&kc),
+        &[
+            "install",
+            "own",
+            &c,
+            "-n",
+            "cm-own",
+            "--create-namespace",
+            "--set",
+            "crds.install=false",
+        ],
+    );
+    let untouched = crds.get(CRD).await.unwrap();
+    assert_eq!(
+        untouched.metadata.resource_version,
+        applied.metadata.resource_version
+    );
+    helm_ok(Some(&kc), &["uninstall", "own", "-n", "cm-own"]);
+    assert!(crds.get_opt(CRD).await.unwrap().is_some());
+
+    // The README's commands, word for word (release cm in configmirror-system).
+    kubectl(
+        &kc,
+        &["label", "crd", CRD, "app.kubernetes.io/managed-by=Helm"],
+    );
+    kubectl(
+        &kc,
+        &[
+            "annotate",
+            "crd",
+            CRD,
+            "meta.helm.sh/release-name=cm",
+            "meta.helm.sh/release-namespace=configmirror-system",
+        ],
+    );
+    helm_ok(
+        Some(&kc),
+        &[
+            "install",
+            "cm",
+            &c,
+            "-n",
+            "configmirror-system",
+            "--create-namespace",
+        ],
+    );
+    let adopted = crds.get(CRD).await.unwrap();
+    assert_eq!(
+        adopted
+            .annotations()
+            .get("helm.sh/resource-policy")
+            .map(String::as_str),
+        Some("keep"),
+        "the release did not take the CRD over"
+    );
+    assert_eq!(
+        adopted
+            .labels()
+            .get("app.kubernetes.io/instance")
+            .map(String::as_str),
+        Some("cm")
+    );
+    for (kind, name) in [
+        ("validatingadmissionpolicy", "configmirror-author-rights"),
+        (
+            "validatingadmissionpolicy",
+            "cm-configmirror-operator-author-rights",
+        ),
+        ("clusterrole", "configmirror-admin"),
+        ("clusterrole", "cm-configmirror-operator-admin"),
+    ] {
+        kubectl(&kc, &["get", kind, name]);
+    }
+
+    helm_ok(Some(&kc), &["uninstall", "cm", "-n", "configmirror-system"]);
+    assert!(
+        crds.get_opt(CRD).await.unwrap().is_some(),
+        "uninstall removed the adopted CRD"
+    );
+    // The kubectl-only objects were never the release's: still there.
+    kubectl(
+        &kc,
+        &[
+            "get",
+            "validatingadmissionpolicy",
+            "configmirror-author-rights",
+        ],
+    );
+    kubectl(&kc, &["get", "clusterrole", "configmirror-admin"]);
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The chart's PostgreSQL in release `cm`, and its claim.
