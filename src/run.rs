@@ -47,7 +47,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Leader election and sharding close it until a lease is proven.
     let write_deadline = Arc::new(WriteDeadline::unlimited());
     let client = kubeclient::build(&ClientOptions {
-        kubeconfig: args.kubeconfig.clone(),
+        kubeconfig: args.kube.clone(),
         user_agent: kubeclient::user_agent(&member),
         qps: args.kube_api_qps,
         burst: args.kube_api_burst,
@@ -97,7 +97,7 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let client = match &default {
         DefaultDatabase::Secret { .. } => {
             kubeclient::build(&ClientOptions {
-                kubeconfig: args.kubeconfig.clone(),
+                kubeconfig: args.kube.clone(),
                 user_agent: kubeclient::user_agent("migrate"),
                 qps: 0.0,
                 burst: 1,

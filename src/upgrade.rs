@@ -79,7 +79,7 @@ pub enum Error {
 
 /// `configmirror prepare-upgrade`.
 pub async fn run(args: PrepareUpgradeArgs) -> Result<(), Error> {
-    let client = kubeclient::for_command(args.kubeconfig.clone(), "prepare-upgrade").await?;
+    let client = kubeclient::for_command(args.kube.clone(), "prepare-upgrade").await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &args.namespace);
     let kube_err = |source| Error::Kube {
         name: args.statefulset.clone(),

@@ -11,8 +11,9 @@ use clap::{Args, Parser, Subcommand};
     about = "Measures a ConfigMirror operator against a live API server"
 )]
 pub struct Cli {
+    /// Kubeconfig file, or a PATH-like list merged as kubectl merges KUBECONFIG.
     #[arg(long, env = "KUBECONFIG", global = true)]
-    pub kubeconfig: Option<PathBuf>,
+    pub kubeconfig: Option<std::ffi::OsString>,
 
     /// The API server's audit log, to count the operator's writes.
     #[arg(long, env = "CONFIGMIRROR_AUDIT_LOG", global = true)]

@@ -41,10 +41,14 @@ pub struct Run {
 /// A client with the operator's own transport, so that the ceiling and the
 /// operator are measured over the same kind of connection.
 pub async fn client(
-    kubeconfig: Option<&std::path::PathBuf>,
+    kubeconfig: Option<&std::ffi::OsString>,
     agent: &str,
 ) -> anyhow::Result<Client> {
-    let mut config = configmirror::kubeclient::load_config(kubeconfig).await?;
+    let args = configmirror::config::KubeconfigArgs {
+        kubeconfig: kubeconfig.cloned(),
+        context: None,
+    };
+    let mut config = configmirror::kubeclient::load_config(&args).await?;
     configmirror::kubeclient::with_user_agent(&mut config, agent)?;
     Ok(configmirror::kubeclient::plain(&config)?)
 }

@@ -38,7 +38,7 @@ pub(crate) fn readyz_url(ip: &str, port: u16) -> Result<String, String> {
 
 /// `configmirror check`.
 pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let client = kubeclient::for_command(args.kubeconfig.clone(), "check").await?;
+    let client = kubeclient::for_command(args.kube.clone(), "check").await?;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<String>();
     let timeout = Duration::from_secs(args.timeout_seconds);

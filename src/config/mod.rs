@@ -10,7 +10,7 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
+use std::ffi::OsString;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -46,6 +46,22 @@ pub enum Command {
     /// Before a helm upgrade or rollback: when the release changes mode
     /// (leader election and sharding), stop the old mode's pods first.
     PrepareUpgrade(PrepareUpgradeArgs),
+}
+
+/// Which cluster the Kubernetes client talks to, selected as kubectl
+/// selects it (resolved in `kubeclient/kubeconfig.rs`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct KubeconfigArgs {
+    /// Kubeconfig file, or a list separated like PATH (`a:b`) merged as
+    /// kubectl merges KUBECONFIG: the first file to set a value wins,
+    /// missing files are skipped. Absent: ~/.kube/config, else the pod's
+    /// service account (in-cluster).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<OsString>,
+
+    /// The kubeconfig context to use instead of its current-context.
+    #[arg(long, env = "CONFIGMIRROR_CONTEXT")]
+    pub context: Option<String>,
 }
 
 /// The operator's own database.
@@ -85,16 +101,15 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
-    /// Needed with --database-secret.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    // Used with --database-secret only: the Secret is read from the cluster.
+    #[command(flatten)]
+    pub kube: KubeconfigArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
-    /// Path to a kubeconfig; in-cluster configuration when absent.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeconfigArgs,
 
     /// The namespace of the operator's pods.
     #[arg(long, env = "POD_NAMESPACE", default_value = "configmirror-system")]
@@ -127,9 +142,8 @@ pub struct CheckArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct PrepareUpgradeArgs {
-    /// Path to a kubeconfig; in-cluster configuration when absent.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeconfigArgs,
 
     /// The namespace of the operator's StatefulSet.
     #[arg(long, env = "POD_NAMESPACE", default_value = "configmirror-system")]

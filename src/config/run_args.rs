@@ -1,7 +1,6 @@
 //! The flags of `configmirror run`. Names, defaults and environment
 //! variables are an interface (DESIGN.md, "Interfaces"): change none.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -12,9 +11,8 @@ use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Path to a kubeconfig; in-cluster configuration when absent.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: super::KubeconfigArgs,
 
     /// Where /metrics is served (`:8080`, `127.0.0.1:0` for any free port).
     #[arg(
@@ -118,6 +116,8 @@ pub struct RunArgs {
     #[arg(long, env = "CONFIGMIRROR_RESYNC_SECONDS", default_value_t = 600)]
     pub resync_seconds: u64,
 
+    /// Log lines as JSON (one object per line, with span fields) or as
+    /// human-readable text.
     #[arg(
         long,
         env = "CONFIGMIRROR_LOG_FORMAT",

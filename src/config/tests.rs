@@ -155,3 +155,54 @@ fn allowed_database_hosts_are_checked_as_the_flags_are_parsed() {
     .to_string();
     assert!(e.contains("10.0.0.0/33"), "{e}");
 }
+
+/// Every argument of every subcommand says what it is for in `--help`.
+#[test]
+fn every_flag_has_help() {
+    use clap::CommandFactory;
+
+    fn missing(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let path = format!("{path} {}", command.get_name());
+        for arg in command.get_arguments() {
+            // clap's own --help and --version carry clap's text.
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if !builtin && help.trim().is_empty() {
+                out.push(format!("{path} --{}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            missing(sub, &path, out);
+        }
+    }
+
+    let command = Cli::command();
+    let mut out = Vec::new();
+    missing(&command, "", &mut out);
+    assert!(out.is_empty(), "arguments without help: {out:?}");
+    // The walk reaches the flags it is meant to check.
+    let run = command.find_subcommand("run").unwrap();
+    for flag in ["log-format", "kubeconfig", "context"] {
+        assert!(
+            run.get_arguments().any(|a| a.get_long() == Some(flag)),
+            "run --{flag}"
+        );
+    }
+}
+
+#[test]
+fn kubeconfig_keeps_a_list_whole_and_context_has_its_own_variable() {
+    let a = parse(&["--kubeconfig", "/a/one:/b/two", "--context", "real"]);
+    assert_eq!(a.kube.kubeconfig.as_deref(), Some("/a/one:/b/two".as_ref()));
+    assert_eq!(a.kube.context.as_deref(), Some("real"));
+    let run = <Cli as clap::CommandFactory>::command();
+    let context = run
+        .find_subcommand("run")
+        .unwrap()
+        .get_arguments()
+        .find(|a| a.get_long() == Some("context"))
+        .unwrap()
+        .get_env()
+        .map(|e| e.to_os_string());
+    assert_eq!(context, Some("CONFIGMIRROR_CONTEXT".into()));
+}

@@ -3,27 +3,31 @@
 //! limit, `rest_client_requests_total{code,method}` like client-go's, and
 //! the write deadline (`WriteDeadline`) checked as a request leaves.
 
+mod kubeconfig;
 mod layers;
 mod write_deadline;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use http::HeaderValue;
 use kube::client::ClientBuilder;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+
+use crate::config::KubeconfigArgs;
 
 pub(crate) use layers::{RateLimitLayer, RequestMetricsLayer};
 pub(crate) use write_deadline::{IN_TRANSIT, WriteDeadline, WriteGateLayer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading kubeconfig {path}: {source}")]
+    #[error("kubeconfig {path}: {source}")]
     Kubeconfig {
-        path: PathBuf,
+        /// The file, or the list, the error is about.
+        path: String,
         source: kube::config::KubeconfigError,
     },
+    #[error("kubeconfig {0}: none of the listed files exists")]
+    NoKubeconfig(String),
     #[error(
         "no Kubernetes configuration found (set --kubeconfig/KUBECONFIG or run in a cluster): {0}"
     )]
@@ -36,7 +40,7 @@ pub enum Error {
 
 #[derive(Debug, Clone)]
 pub(crate) struct ClientOptions {
-    pub kubeconfig: Option<PathBuf>,
+    pub kubeconfig: KubeconfigArgs,
     pub user_agent: String,
     /// Requests per second, 0 for no client-side limit.
     pub qps: f64,
@@ -50,28 +54,16 @@ pub(crate) fn user_agent(member: &str) -> String {
     format!("configmirror/{} member/{member}", crate::VERSION)
 }
 
-pub async fn load_config(kubeconfig: Option<&PathBuf>) -> Result<Config, Error> {
-    match kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
-                path: path.clone(),
-                source,
-            })?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|source| Error::Kubeconfig {
-                    path: path.clone(),
-                    source,
-                })
-        }
-        None => Ok(Config::infer().await?),
-    }
+/// The configuration `--kubeconfig` and `--context` select, resolved as
+/// kubectl resolves them (`kubeconfig.rs`).
+pub async fn load_config(args: &KubeconfigArgs) -> Result<Config, Error> {
+    kubeconfig::load(args).await
 }
 
 /// The client of a one-shot subcommand (`check`, `prepare-upgrade`), whose
 /// user agent names it as the member.
 pub(crate) async fn for_command(
-    kubeconfig: Option<PathBuf>,
+    kubeconfig: KubeconfigArgs,
     command: &str,
 ) -> Result<Client, Error> {
     build(&ClientOptions {
@@ -85,7 +77,7 @@ pub(crate) async fn for_command(
 }
 
 pub(crate) async fn build(options: &ClientOptions) -> Result<Client, Error> {
-    let mut config = load_config(options.kubeconfig.as_ref()).await?;
+    let mut config = load_config(&options.kubeconfig).await?;
     with_user_agent(&mut config, &options.user_agent)?;
     Ok(
         // Outermost last: a request waits for the rate limit first, and the

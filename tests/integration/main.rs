@@ -17,6 +17,7 @@ mod dockerfile;
 mod foundation;
 mod health;
 mod isolation;
+mod kubeconfig;
 mod leader;
 mod lifecycle;
 mod memory;

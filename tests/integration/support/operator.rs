@@ -35,7 +35,8 @@ impl OperatorBuilder {
         self
     }
 
-    /// Talks to the API with this kubeconfig (another identity or cluster).
+    /// Talks to the API with this kubeconfig (another identity or cluster);
+    /// as KUBECONFIG, so a PATH-like list of files works too.
     pub fn kubeconfig(mut self, path: &std::path::Path) -> Self {
         self.kubeconfig = Some(path.to_path_buf());
         self
