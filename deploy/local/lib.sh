@@ -100,6 +100,18 @@ install_helm_docs() { # cache-root
   echo "$dir/helm-docs"
 }
 
+# cargo-deny, pinned, built from crates.io and cached; CI's advisories job
+# (.github/workflows/ci.yml) installs the same version. Prints its path.
+CARGO_DENY_VERSION=0.20.2
+install_cargo_deny() { # cache-root
+  local dir="$1/cargo-deny-$CARGO_DENY_VERSION"
+  if [[ ! -x "$dir/bin/cargo-deny" ]]; then
+    echo "tools: building cargo-deny $CARGO_DENY_VERSION (first run only, a few minutes)" >&2
+    cargo install --quiet --locked --root "$dir" cargo-deny --version "$CARGO_DENY_VERSION" >&2
+  fi
+  echo "$dir/bin/cargo-deny"
+}
+
 # sqlx-cli, pinned to the sqlx version the workspace uses, built once and
 # cached. Prints the directory holding `sqlx` and `cargo-sqlx`.
 SQLX_CLI_VERSION=0.9.0
