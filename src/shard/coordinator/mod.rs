@@ -17,6 +17,7 @@ use crate::api::ConfigMirror;
 use crate::store::coordination::{self, CoordinatorError, CoordinatorTx, MoveRules};
 use crate::telemetry::names;
 
+mod gauges;
 mod planning;
 
 pub(crate) use planning::{next_role_change, plan, roles};
@@ -123,6 +124,9 @@ pub(crate) async fn lead(
         }
     };
     tracing::info!(%holder, epoch, "coordinating");
+    // However `lead` ends (returned, or its task dropped), what it exported
+    // goes back to 0: a former coordinator's orphans would fire the alert.
+    let _exported = gauges::Withdraw;
     metrics::gauge!(names::COORDINATOR_EPOCH).set(epoch as f64);
     let mut listener = coordination::listen(pool).await.ok();
     let mut connected_since: Option<Instant> = Some(Instant::now());
@@ -284,11 +288,13 @@ pub async fn step_with(
         let mirrors = index.read().unwrap();
         plan(&mirrors, &roles, &current, timing)
     };
-    metrics::gauge!(names::SHARD_ORPHANED).set(changes.orphaned as f64);
-    for m in &members {
-        let n = changes.per_member.get(&m.name).copied().unwrap_or(0);
-        metrics::gauge!(names::SHARD_MIRRORS, "member" => m.name.clone()).set(n as f64);
-    }
+    gauges::publish(
+        changes.orphaned,
+        members.iter().map(|m| {
+            let n = changes.per_member.get(&m.name).copied().unwrap_or(0);
+            (m.name.as_str(), n)
+        }),
+    );
     between.await;
     if changes.is_empty() {
         return Ok(next_change);
