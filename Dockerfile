@@ -6,7 +6,7 @@ FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 # Queries are checked against the committed .sqlx data: no database needed.
 ENV SQLX_OFFLINE=true
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo .cargo
 COPY .sqlx .sqlx
 COPY src src
@@ -17,6 +17,10 @@ COPY crds crds
 COPY loadtest loadtest
 COPY generate generate
 COPY benches benches
+# configmirror_build_info's commit label: the context has no .git, so
+# build.rs reads this (`--build-arg CONFIGMIRROR_COMMIT=$(git rev-parse --short=12 HEAD)`)
+# and says "unknown" without it.
+ARG CONFIGMIRROR_COMMIT=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin configmirror \

@@ -34,3 +34,5 @@ pub(crate) mod watches;
 
 /// The crate version, stamped into the user agent and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit this binary was built from (build.rs), or "unknown".
+pub const COMMIT: &str = env!("CONFIGMIRROR_COMMIT");

@@ -49,8 +49,11 @@ fn replication() -> Vec<Graph> {
             .query(quantile("0.5", REPLICATION_LAG, None), "p50")
             .query(quantile("0.99", REPLICATION_LAG, None), "p99"),
         Graph::new("Reconciles by result", "ops")
+            .about("Reconciles per second by result: success, or what failed (kube, sync_failed, ...); failed ones are retried with backoff.")
             .query(sum_rate_by("result", RECONCILE_TOTAL, &[]), "{{result}}"),
-        Graph::new("Reconcile duration p99", "s").query(
+        Graph::new("Reconcile duration p99", "s")
+            .about("99th percentile of one reconcile's duration, by result.")
+            .query(
             quantile("0.99", RECONCILE_DURATION, Some("result")),
             "{{result}}",
         ),
@@ -62,11 +65,14 @@ fn replication() -> Vec<Graph> {
                 "detected in the last hour",
             ),
         Graph::new("Mirrors", "short")
+            .about("ConfigMirrors reconciled by the selected replicas, and how many of them are Ready.")
             .query(aggregate("sum", MIRRORS), "reconciled")
             .query(aggregate("sum", MIRRORS_READY), "Ready"),
         Graph::new("Source namespaces watched", "short")
+            .about("Namespaces whose ConfigMaps the operator watches as sources.")
             .query(aggregate("sum", SOURCE_WATCHES), "namespaces"),
         Graph::new("Events published", "ops")
+            .about("Kubernetes Events the operator publishes on mirrors, by type (Normal, Warning).")
             .query(sum_rate_by("type", EVENTS_PUBLISHED, &[]), "{{type}}"),
     ]
 }
@@ -77,18 +83,23 @@ fn database() -> Vec<Graph> {
             .about("Each changed row also appends one revision.")
             .query(sum_rate_by("op", DB_ROWS_WRITTEN, &[]), "{{op}}"),
         Graph::new("Database errors by kind", "ops")
+            .about("Failed database syncs per second: unreachable, timeout, auth, secret, migration, write, superseded, lease_expired, ...")
             .query(sum_rate_by("kind", DB_ERRORS, &[]), "{{kind}}"),
-        Graph::new("Database sync duration p99", "s").query(
+        Graph::new("Database sync duration p99", "s")
+            .about("99th percentile of one mirror's database sync, by result (changed, unchanged, error).")
+            .query(
             quantile("0.99", DB_SYNC_DURATION, Some("result")),
             "{{result}}",
         ),
         Graph::new("Database up / mirrors behind", "short")
+            .about("1 while the operator's default database answers; mirrors whose rows could not be written (DatabaseSynced=False).")
             .query(aggregate("min", DB_UP), "database up")
             .query(
                 aggregate("max", DB_MIRRORS_UNSYNCED),
                 "mirrors with rows behind",
             ),
         Graph::new("Revisions pruned", "short")
+            .about("Revisions deleted by the retention setting in the last hour.")
             .query(increase(None, DB_REVISIONS_PRUNED, "1h"), "last hour"),
     ]
 }
@@ -112,6 +123,7 @@ fn sharding() -> Vec<Graph> {
             .about("Mirrors no live member owns: replication for them is paused.")
             .query(aggregate("max", SHARD_ORPHANED), "orphaned"),
         Graph::new("Fenced members / coordinator epoch", "short")
+            .about("Members that cannot heartbeat and write nothing; the coordinator's epoch (it rises with each new coordinator); coordinator writes refused as stale.")
             .query(aggregate("sum", MEMBER_FENCED), "fenced members")
             .query(aggregate("max", COORDINATOR_EPOCH), "coordinator epoch")
             .query(
@@ -127,6 +139,7 @@ fn sharding() -> Vec<Graph> {
 fn process() -> Vec<Graph> {
     vec![
         Graph::new("API requests by code", "reqps")
+            .about("Kubernetes API requests per second by response code.")
             .query(sum_rate_by("code", REST_CLIENT_REQUESTS, &[]), "{{code}}"),
         Graph::new("Leader", "short")
             .about("1 for the replica holding the leader Lease.")
@@ -134,10 +147,14 @@ fn process() -> Vec<Graph> {
                 aggregate("max by (pod)", LEADER_ELECTION_MASTER_STATUS),
                 "{{pod}}",
             ),
-        Graph::new("Resident memory", "bytes").query(
-            crate::promql::select(PROCESS_RESIDENT_MEMORY, &[]),
-            "{{pod}}",
-        ),
-        Graph::new("CPU", "percentunit").query(rate(PROCESS_CPU_SECONDS, &[]), "{{pod}}"),
+        Graph::new("Resident memory", "bytes")
+            .about("Resident set size of each replica's process.")
+            .query(
+                crate::promql::select(PROCESS_RESIDENT_MEMORY, &[]),
+                "{{pod}}",
+            ),
+        Graph::new("CPU", "percentunit")
+            .about("CPU time each replica's process uses, as a share of one core.")
+            .query(rate(PROCESS_CPU_SECONDS, &[]), "{{pod}}"),
     ]
 }

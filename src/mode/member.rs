@@ -20,6 +20,7 @@ use crate::shard::{ShardView, worker};
 use crate::store::{Databases, migrate};
 
 pub(crate) async fn run(p: &Process, args: &RunArgs) -> Result<(), Error> {
+    crate::telemetry::initial::initialize_sharding();
     let databases = Arc::new(databases(p.client.clone(), args)?);
     p.health
         .set("membership", false, "waiting for the coordination database");

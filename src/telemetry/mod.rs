@@ -1,8 +1,13 @@
 //! Logs, metrics and the HTTP endpoints that expose health and metrics.
 
+pub mod initial;
 pub(crate) mod liveness;
 pub mod names;
+#[cfg(test)]
+mod names_tests;
 pub(crate) mod server;
+
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -58,8 +63,15 @@ where
         .with_writer(writer)
 }
 
-/// Installs the Prometheus recorder with explicit histogram buckets and
-/// describes every series; returns the handle /metrics renders.
+/// How often histogram samples are folded into their buckets. Between
+/// scrapes they otherwise pile up as raw samples, one f64 each.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the Prometheus recorder with explicit histogram buckets,
+/// describes every series, creates those known from the start, and starts
+/// the recorder's upkeep (`install_recorder`, unlike the exporter's own
+/// listener, leaves that to the caller); returns the handle /metrics renders.
+/// Needs a Tokio runtime.
 pub(crate) fn install_recorder() -> Result<PrometheusHandle, Error> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -72,8 +84,30 @@ pub(crate) fn install_recorder() -> Result<PrometheusHandle, Error> {
         )?;
     let handle = builder.install_recorder()?;
     names::describe();
-    names::initialize();
+    initial::initialize();
+    tokio::spawn(upkeep(handle.clone(), UPKEEP_EVERY));
     Ok(handle)
+}
+
+/// What upkeep needs of the recorder: the seam the tests count through.
+pub(crate) trait Upkeep {
+    fn run_upkeep(&self);
+}
+
+impl Upkeep for PrometheusHandle {
+    fn run_upkeep(&self) {
+        PrometheusHandle::run_upkeep(self);
+    }
+}
+
+/// Runs the recorder's upkeep every `period`, for as long as the process runs.
+async fn upkeep(recorder: impl Upkeep, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        recorder.run_upkeep();
+    }
 }
 
 /// Parses Go-style bind addresses: `:8080` means every interface.
@@ -127,6 +161,52 @@ mod tests {
         assert_eq!(line["spans"][0]["name"], "assignments");
         assert_eq!(line["spans"][0]["member"], "m-0");
         assert_eq!(line["spans"][1]["name"], "handover");
+    }
+
+    #[derive(Clone, Default)]
+    struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Upkeep for Counted {
+        fn run_upkeep(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn upkeep_runs_every_period() {
+        let counted = Counted::default();
+        let task = tokio::spawn(upkeep(counted.clone(), UPKEEP_EVERY));
+        tokio::time::sleep(UPKEEP_EVERY * 3 + UPKEEP_EVERY / 2).await;
+        task.abort();
+        // The first tick is immediate, then one each period.
+        assert_eq!(counted.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+
+    /// The recorder as `run` installs it (the only test that installs the
+    /// global one): histograms and build_info are exported before any event.
+    #[tokio::test]
+    async fn the_installed_recorder_exports_histograms_before_their_first_sample() {
+        let handle = install_recorder().unwrap();
+        let text = handle.render();
+        for name in [
+            names::RECONCILE_DURATION,
+            names::DB_SYNC_DURATION,
+            names::REPLICATION_LAG,
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} histogram")),
+                "{name} not exported before its first sample:\n{text}"
+            );
+        }
+        let lag_zero = format!("{}_count 0", names::REPLICATION_LAG);
+        assert!(text.contains(&lag_zero), "{lag_zero} in\n{text}");
+        let build = format!(
+            "{}{{version=\"{}\",commit=\"{}\"}} 1",
+            names::BUILD_INFO,
+            crate::VERSION,
+            crate::COMMIT
+        );
+        assert!(text.contains(&build), "{build} in\n{text}");
     }
 
     #[test]

@@ -320,7 +320,7 @@ async fn deleting_a_namespace_never_waits_on_its_mirrors_rows() {
         }
     }
     let orphaned_before = op
-        .metric("configmirror_rows_orphaned_total")
+        .metric("configmirror_database_rows_orphaned_total")
         .await
         .unwrap_or(0.0);
 
@@ -354,7 +354,10 @@ async fn deleting_a_namespace_never_waits_on_its_mirrors_rows() {
         .expect("a RowsOrphaned event on the deleted namespace");
     let note = recorded.message.unwrap_or_default();
     assert!(note.contains(&format!("{}/m", partitioned.name)), "{note}");
-    let orphaned = op.metric("configmirror_rows_orphaned_total").await.unwrap();
+    let orphaned = op
+        .metric("configmirror_database_rows_orphaned_total")
+        .await
+        .unwrap();
     assert_eq!(orphaned - orphaned_before, 1.0, "one row orphaned");
     proxy.release();
     assert_eq!(rows(&pool, &partitioned.name, "m").await.len(), 1);

@@ -9,6 +9,8 @@ use crate::support::k8s::*;
 use crate::support::scenario::Scenario;
 use crate::support::{TestNamespace, eventually, unique};
 
+mod fresh;
+
 /// Metric names in PromQL expressions: ours, and the reference-compatible ones.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -86,7 +88,7 @@ pub fn used_by_dashboard_and_alerts() -> BTreeSet<String> {
 }
 
 /// The value of the first sample of `name` whose labels contain all of `labels`.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
     metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -144,7 +146,7 @@ async fn metrics_cover_the_dashboard_and_alerts_with_sane_values() {
 
     let metrics = eventually("a pruning pass and a database check", WAIT, || async {
         let m = op.metrics().await;
-        (sample(&m, "configmirror_db_revisions_pruned_total", &[]).unwrap_or(0.0) >= 1.0
+        (sample(&m, "configmirror_database_revisions_pruned_total", &[]).unwrap_or(0.0) >= 1.0
             && sample(&m, "configmirror_database_up", &[]) == Some(1.0)
             && sample(&m, "configmirror_mirrors", &[]) == Some(1.0)
             // The update's reconcile counts once its status and rows are
@@ -191,11 +193,17 @@ async fn metrics_cover_the_dashboard_and_alerts_with_sane_values() {
     assert_eq!(value("configmirror_mirrors_ready", &[]), 1.0);
     assert_eq!(value("configmirror_replica_conflicts", &[]), 0.0);
     assert_eq!(
-        value("configmirror_db_rows_written_total", &["op=\"created\""]),
+        value(
+            "configmirror_database_rows_written_total",
+            &["op=\"created\""]
+        ),
         1.0
     );
     assert_eq!(
-        value("configmirror_db_rows_written_total", &["op=\"updated\""]),
+        value(
+            "configmirror_database_rows_written_total",
+            &["op=\"updated\""]
+        ),
         1.0
     );
     assert!(value("configmirror_replication_lag_seconds_count", &[]) >= 4.0);

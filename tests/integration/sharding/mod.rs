@@ -281,6 +281,33 @@ async fn a_deposed_coordinator_writes_nothing_and_a_third_takes_over() {
             .get_ref(&old)
             .logged_contains("coordinator write refused")
     );
+    // It lost the Lease: its coordinator gauges read 0, so the orphans
+    // alert and the per-member panel see only the new coordinator's.
+    eventually(
+        "the old coordinator's gauges back at 0",
+        Duration::from_secs(30),
+        || async {
+            let metrics = shards.get_ref(&old).metrics().await;
+            let series: Vec<&str> = metrics
+                .lines()
+                .filter(|l| {
+                    l.starts_with("configmirror_shard_mirrors{")
+                        || l.starts_with("configmirror_shard_orphaned_mirrors ")
+                        || l.starts_with("configmirror_coordinator_epoch ")
+                })
+                .collect();
+            // Orphans, epoch, and one per member it had assigned.
+            (series.len() >= 5 && series.iter().all(|l| l.ends_with(" 0"))).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        shards
+            .get_ref(&new)
+            .metric("configmirror_coordinator_epoch ")
+            .await,
+        Some(epoch2 as f64)
+    );
     let (epoch_now, holder_now) = shards.coordinator().await;
     assert_eq!(
         (epoch_now, holder_now.as_str()),
