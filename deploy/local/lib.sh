@@ -112,6 +112,18 @@ install_cargo_deny() { # cache-root
   echo "$dir/bin/cargo-deny"
 }
 
+# promtool, pinned (Prometheus v3.16.0: its Go module is tagged v0.316.0),
+# built from its Go module and cached. Prints its path.
+PROMTOOL_VERSION=v0.316.0
+install_promtool() { # cache-root
+  local dir="$1/promtool-$PROMTOOL_VERSION"
+  if [[ ! -x "$dir/promtool" ]]; then
+    echo "tools: building promtool $PROMTOOL_VERSION (first run only, a few minutes)" >&2
+    GOTOOLCHAIN=local GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" >&2
+  fi
+  echo "$dir/promtool"
+}
+
 # sqlx-cli, pinned to the sqlx version the workspace uses, built once and
 # cached. Prints the directory holding `sqlx` and `cargo-sqlx`.
 SQLX_CLI_VERSION=0.9.0

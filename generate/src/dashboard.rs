@@ -289,3 +289,84 @@ fn time_series(graph: Graph, id: u32, grid_pos: GridPos) -> TimeSeries {
         targets,
     }
 }
+
+/// Grafana's variables as PromQL can read them: any namespace and pod, a
+/// five-minute rate window.
+const VARIABLES: [(&str, &str); 3] = [
+    ("$namespace", ".*"),
+    ("$pod", ".*"),
+    ("$__rate_interval", "5m"),
+];
+
+/// Every panel query as a recording rule, variables substituted, so that
+/// `promtool check rules` parses each one as PromQL.
+pub(crate) fn query_rules() -> String {
+    let dashboard: serde_json::Value = serde_json::from_str(&json()).expect("the dashboard parses");
+    let mut out = String::from("groups:\n  - name: dashboard-queries\n    rules:\n");
+    for (i, expr) in queries(&dashboard).into_iter().enumerate() {
+        let expr = VARIABLES
+            .iter()
+            .fold(expr, |e, (variable, value)| e.replace(variable, value));
+        let expr = serde_json::to_string(&expr).expect("a string serializes");
+        out += &format!("      - record: dashboard:query_{i}\n        expr: {expr}\n");
+    }
+    out
+}
+
+/// Every query of every panel.
+fn queries(dashboard: &serde_json::Value) -> Vec<String> {
+    graphs(dashboard)
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .map(|t| t["expr"].as_str().expect("a query").to_string())
+        .collect()
+}
+
+/// The panels that are graphs (not rows).
+fn graphs(dashboard: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .filter(|p| p["type"] != "row")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dashboard() -> serde_json::Value {
+        serde_json::from_str(&json()).unwrap()
+    }
+
+    /// A panel without a unit shows bare numbers; one without a description
+    /// leaves its reader to guess what is counted.
+    #[test]
+    fn every_panel_has_a_unit_a_description_and_a_query() {
+        let dashboard = dashboard();
+        let mut checked = 0;
+        for panel in graphs(&dashboard) {
+            let title = &panel["title"];
+            let unit = panel["fieldConfig"]["defaults"]["unit"].as_str();
+            assert!(unit.is_some_and(|u| !u.is_empty()), "{title}: no unit");
+            let description = panel["description"].as_str().unwrap_or_default();
+            assert!(description.len() > 10, "{title}: no description");
+            assert!(
+                !panel["targets"].as_array().unwrap().is_empty(),
+                "{title}: no query"
+            );
+            checked += 1;
+        }
+        assert!(checked > 20, "only {checked} panels");
+    }
+
+    /// What promtool parses has no Grafana variable left.
+    #[test]
+    fn query_rules_substitute_every_variable() {
+        let rules = query_rules();
+        assert!(!rules.contains('$'), "{rules}");
+        assert_eq!(
+            rules.matches("record:").count(),
+            queries(&dashboard()).len()
+        );
+    }
+}

@@ -7,6 +7,7 @@
 //! compares.
 
 mod admission;
+mod alert_tests;
 mod alerts;
 mod dashboard;
 mod panels;
@@ -17,8 +18,11 @@ use std::path::Path;
 use anyhow::{Context, bail};
 
 const USAGE: &str = "usage: configmirror-generate <root>
+       configmirror-generate --dashboard-rules
 Writes every generated file under <root> (the repository, or a scratch
-directory to compare with it) and prints each one's path relative to it.";
+directory to compare with it) and prints each one's path relative to it.
+With --dashboard-rules, prints a rule file of the dashboard's queries for
+`promtool check rules` to parse (deploy/check-rules).";
 
 /// Every generated file, by path from the repository root, with its content.
 fn artefacts() -> Vec<(&'static str, String)> {
@@ -46,6 +50,10 @@ fn artefacts() -> Vec<(&'static str, String)> {
         ),
         ("helm/configmirror-operator/files/dashboard.json", dashboard),
         ("deploy/prometheus/configmirror-alerts.yaml", alerts.clone()),
+        (
+            "deploy/prometheus/tests/configmirror-alerts.test.yaml",
+            alert_tests::yaml(),
+        ),
         ("helm/configmirror-operator/files/alerts.yaml", alerts),
     ]
 }
@@ -55,6 +63,10 @@ fn main() -> anyhow::Result<()> {
     let (Some(root), None) = (args.next(), args.next()) else {
         bail!("{USAGE}");
     };
+    if root == "--dashboard-rules" {
+        print!("{}", dashboard::query_rules());
+        return Ok(());
+    }
     let root = Path::new(&root);
     for (path, content) in artefacts() {
         let file = root.join(path);
