@@ -78,61 +78,45 @@ ensure_postgres() {
   echo "$bin"
 }
 
-# actionlint, pinned, built from its Go module and cached. Prints its path.
-ACTIONLINT_VERSION=v1.7.12
-install_actionlint() { # cache-root
-  local dir="$1/actionlint-$ACTIONLINT_VERSION"
-  if [[ ! -x "$dir/actionlint" ]]; then
-    echo "tools: building actionlint $ACTIONLINT_VERSION" >&2
-    GOTOOLCHAIN=local GOBIN="$dir" go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2
+# A Go tool, pinned, built from its module with the local toolchain and
+# cached by version. Prints its path.
+go_tool() { # cache-root name version package
+  local dir="$1/$2-$3"
+  if [[ ! -x "$dir/$2" ]]; then
+    echo "tools: building $2 $3" >&2
+    GOTOOLCHAIN=local GOBIN="$dir" go install "$4@$3" >&2
   fi
-  echo "$dir/actionlint"
+  echo "$dir/$2"
 }
 
-# helm-docs, pinned, built from its Go module and cached. Prints its path.
-HELM_DOCS_VERSION=v1.14.2
-install_helm_docs() { # cache-root
-  local dir="$1/helm-docs-$HELM_DOCS_VERSION"
-  if [[ ! -x "$dir/helm-docs" ]]; then
-    echo "tools: building helm-docs $HELM_DOCS_VERSION" >&2
-    GOTOOLCHAIN=local GOBIN="$dir" go install "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION" >&2
-  fi
-  echo "$dir/helm-docs"
-}
-
-# cargo-deny, pinned, built from crates.io and cached; CI's advisories job
-# (.github/workflows/ci.yml) installs the same version. Prints its path.
-CARGO_DENY_VERSION=0.20.2
-install_cargo_deny() { # cache-root
-  local dir="$1/cargo-deny-$CARGO_DENY_VERSION"
-  if [[ ! -x "$dir/bin/cargo-deny" ]]; then
-    echo "tools: building cargo-deny $CARGO_DENY_VERSION (first run only, a few minutes)" >&2
-    cargo install --quiet --locked --root "$dir" cargo-deny --version "$CARGO_DENY_VERSION" >&2
-  fi
-  echo "$dir/bin/cargo-deny"
-}
-
-# promtool, pinned (Prometheus v3.16.0: its Go module is tagged v0.316.0),
-# built from its Go module and cached. Prints its path.
-PROMTOOL_VERSION=v0.316.0
-install_promtool() { # cache-root
-  local dir="$1/promtool-$PROMTOOL_VERSION"
-  if [[ ! -x "$dir/promtool" ]]; then
-    echo "tools: building promtool $PROMTOOL_VERSION (first run only, a few minutes)" >&2
-    GOTOOLCHAIN=local GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" >&2
-  fi
-  echo "$dir/promtool"
-}
-
-# sqlx-cli, pinned to the sqlx version the workspace uses, built once and
-# cached. Prints the directory holding `sqlx` and `cargo-sqlx`.
-SQLX_CLI_VERSION=0.9.0
-install_sqlx_cli() { # cache-root
-  local dir="$1/sqlx-cli-$SQLX_CLI_VERSION"
-  if [[ ! -x "$dir/bin/cargo-sqlx" ]]; then
-    echo "tools: building sqlx-cli $SQLX_CLI_VERSION (first run only, a few minutes)" >&2
-    cargo install --quiet --locked --root "$dir" sqlx-cli --version "$SQLX_CLI_VERSION" \
-      --no-default-features --features postgres,rustls >&2
+# A Rust tool, pinned, built from crates.io and cached by version. Prints
+# the directory holding its binaries.
+crate_tool() { # cache-root crate version binary [cargo install flags...]
+  local dir="$1/$2-$3"
+  if [[ ! -x "$dir/bin/$4" ]]; then
+    echo "tools: building $2 $3 (first run only, a few minutes)" >&2
+    cargo install --quiet --locked --root "$dir" "$2" --version "$3" "${@:5}" >&2
   fi
   echo "$dir/bin"
+}
+
+ACTIONLINT_VERSION=v1.7.12
+install_actionlint() { go_tool "$1" actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint; }
+
+HELM_DOCS_VERSION=v1.14.2
+install_helm_docs() { go_tool "$1" helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs; }
+
+# Prometheus v3.16.0: its Go module is tagged v0.316.0.
+PROMTOOL_VERSION=v0.316.0
+install_promtool() { go_tool "$1" promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool; }
+
+# CI's advisories job (.github/workflows/ci.yml) installs the same version.
+CARGO_DENY_VERSION=0.20.2
+install_cargo_deny() { echo "$(crate_tool "$1" cargo-deny "$CARGO_DENY_VERSION" cargo-deny)/cargo-deny"; }
+
+# The sqlx version the workspace uses. Prints the directory holding `sqlx`
+# and `cargo-sqlx`.
+SQLX_CLI_VERSION=0.9.0
+install_sqlx_cli() {
+  crate_tool "$1" sqlx-cli "$SQLX_CLI_VERSION" cargo-sqlx --no-default-features --features postgres,rustls
 }
