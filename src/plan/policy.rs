@@ -51,12 +51,17 @@ pub struct Denial {
 impl Denial {
     /// Identifies the denial across passes, for its confirmation.
     pub(crate) fn key(&self) -> String {
-        let role = match self.role {
-            Role::Source => "source",
-            Role::Target => "target",
-        };
-        format!("{role}/{}", self.namespace)
+        key(self.role, &self.namespace)
     }
+}
+
+/// The key of a denial of `namespace` on the `role` side.
+pub(crate) fn key(role: Role, namespace: &str) -> String {
+    let role = match role {
+        Role::Source => "source",
+        Role::Target => "target",
+    };
+    format!("{role}/{namespace}")
 }
 
 impl fmt::Display for Denial {

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use super::state::Memory;
-use crate::plan::policy::Role;
+use crate::plan::policy::{self, Role};
 use crate::plan::{Action, DeleteReason, Denial, ReplicaPlan};
 
 /// How long a denial must last before replicas are deleted for it.
@@ -48,7 +48,7 @@ pub(crate) fn hold_unconfirmed(
             ..
         } => {
             // A denied source is the reason for every deletion.
-            let key = source.map_or_else(|| format!("target/{namespace}"), Denial::key);
+            let key = source.map_or_else(|| policy::key(Role::Target, namespace), Denial::key);
             confirmed.contains(&key)
         }
         _ => true,

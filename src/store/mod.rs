@@ -211,6 +211,20 @@ impl Error {
         }
     }
 
+    /// Every value `metric_label` gives: the series exported from start.
+    pub(crate) const METRIC_LABELS: &[&'static str] = &[
+        "no_database",
+        "secret",
+        "host_not_allowed",
+        "auth",
+        "unreachable",
+        "migration",
+        "write",
+        "timeout",
+        "superseded",
+        "lease_expired",
+    ];
+
     pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Error::NoDatabase => "no_database",

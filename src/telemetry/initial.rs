@@ -39,18 +39,7 @@ pub fn initialize() {
         }
         metrics::counter!(WATCH_RELISTS, "watch" => watch).increment(0);
     }
-    for kind in [
-        "no_database",
-        "secret",
-        "auth",
-        "unreachable",
-        "migration",
-        "write",
-        "timeout",
-        "superseded",
-        "lease_expired",
-        "host_not_allowed",
-    ] {
+    for &kind in crate::store::Error::METRIC_LABELS {
         metrics::counter!(DB_ERRORS, "kind" => kind).increment(0);
     }
     metrics::counter!(DB_WRITES_REFUSED).increment(0);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::cluster_var;
-use crate::support::k8s::wait_cm;
+use crate::support::k8s::{data_of, labels, wait_cm};
 use crate::support::scenario::Scenario;
 
 /// A kubeconfig whose current-context names no context, plus a context of
@@ -80,11 +80,7 @@ async fn a_kubeconfig_list_with_context_reaches_the_cluster_and_without_it_fails
     s.selected_source("cfg", &[("k", "v")]).await;
     s.mirror_selected("m").await;
     wait_cm(&s.client, s.target_names()[0], "cfg", "replicated", |cm| {
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get("k"))
-            .map(String::as_str)
-            == Some("v")
+        data_of(cm) == labels(&[("k", "v")])
     })
     .await;
 }

@@ -48,12 +48,7 @@ async fn a_one_mebibyte_source_fanned_out_to_500_namespaces_and_a_restart_stay_s
     cm.data = Some(BTreeMap::from([("big.txt".to_string(), one_mebibyte())]));
     create_cm(&s.client, &s.source.name, &cm).await;
 
-    let mut op = s
-        .operator()
-        .arg("--database-url")
-        .arg(&db.url)
-        .start()
-        .await;
+    let mut op = s.operator().database(&db.url).start().await;
     s.mirror_selected("m").await;
     eventually("500 replicas in sync", FAN_OUT_WAIT, || async {
         let st = get_mirror(&s.client, &s.home.name, "m").await?.status?;
@@ -75,8 +70,7 @@ async fn a_one_mebibyte_source_fanned_out_to_500_namespaces_and_a_restart_stay_s
     op.terminate().await;
     let audit = AuditCursor::now();
     let again = Operator::scoped(&[&s.home.name])
-        .arg("--database-url")
-        .arg(&db.url)
+        .database(&db.url)
         .no_wait()
         .start()
         .await;
@@ -116,12 +110,7 @@ async fn a_nul_in_one_sources_annotation_keeps_that_row_and_writes_every_other()
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
     let s = Scenario::new("nulnote", 1).await;
-    let _op = s
-        .operator()
-        .arg("--database-url")
-        .arg(&db.url)
-        .start()
-        .await;
+    let _op = s.operator().database(&db.url).start().await;
     let mut odd = configmap("odd", &[("replicate", "true")], &[("k", "odd")]);
     odd.metadata.annotations = Some(labels(&[("note", "before\0after"), ("plain", "ok")]));
     create_cm(&s.client, &s.source.name, &odd).await;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::support::db::TestDatabase;
 use crate::support::k8s::*;
+use crate::support::operator::OperatorBuilder;
 use crate::support::scenario::Scenario;
 use crate::support::{TestNamespace, eventually, unique};
 
@@ -101,19 +102,30 @@ pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
         })
 }
 
+/// An operator on its own database, electing itself leader through a Lease
+/// (named as returned) in a namespace of its own, which lives as long as
+/// the returned handle.
+async fn leader_with_database(
+    s: &Scenario,
+    db: &TestDatabase,
+) -> (OperatorBuilder, String, TestNamespace) {
+    let lease_ns = TestNamespace::create(&s.client, "metrics-lease").await;
+    let lease = unique("lease");
+    let builder = s
+        .operator()
+        .database(&db.url)
+        .arg("--leader-elect")
+        .arg(format!("--namespace={}", lease_ns.name))
+        .arg(format!("--leader-election-id={lease}"));
+    (builder, lease, lease_ns)
+}
+
 #[tokio::test]
 async fn metrics_cover_the_dashboard_and_alerts_with_sane_values() {
     let db = TestDatabase::create().await;
     let s = Scenario::new("metrics", 2).await;
-    let lease_ns = TestNamespace::create(&s.client, "metrics-lease").await;
-    let lease = unique("lease");
-    let op = s
-        .operator()
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--leader-elect")
-        .arg(format!("--namespace={}", lease_ns.name))
-        .arg(format!("--leader-election-id={lease}"))
+    let (leader, lease, _lease_ns) = leader_with_database(&s, &db).await;
+    let op = leader
         .arg("--revision-max-per-configmap=1")
         .arg("--revision-prune-interval-seconds=1")
         .start()

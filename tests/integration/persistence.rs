@@ -8,15 +8,11 @@ use k8s_openapi::ByteString;
 use kube::ResourceExt;
 
 use crate::support::db::{StoredRow, TestDatabase, revisions, rows};
+use crate::support::eventually;
 use crate::support::k8s::*;
 use crate::support::operator::Operator;
 use crate::support::postgres::PrivatePostgres;
 use crate::support::scenario::Scenario;
-use crate::support::{eventually, operator::OperatorBuilder};
-
-fn with_database(builder: OperatorBuilder, url: &str) -> OperatorBuilder {
-    builder.arg("--database-url").arg(url)
-}
 
 /// Waits until the mirror's rows hold exactly these (name → data).
 async fn wait_rows(
@@ -44,8 +40,10 @@ async fn wait_rows(
     .await
 }
 
-async fn database_synced(s: &Scenario, mirror: &str, status: &str, reason: &str) {
-    wait_status(
+/// Waits for the mirror's DatabaseSynced condition to have `status` and
+/// `reason`; returns its message.
+pub async fn database_synced(s: &Scenario, mirror: &str, status: &str, reason: &str) -> String {
+    let found = wait_status(
         &s.client,
         &s.home.name,
         mirror,
@@ -56,6 +54,7 @@ async fn database_synced(s: &Scenario, mirror: &str, status: &str, reason: &str)
         },
     )
     .await;
+    condition(&found, "DatabaseSynced").unwrap().message.clone()
 }
 
 #[tokio::test]
@@ -63,7 +62,7 @@ async fn rows_follow_sources_byte_exact_through_every_change() {
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
     let s = Scenario::new("rows", 1).await;
-    let _op = with_database(s.operator(), &db.url).start().await;
+    let _op = s.operator().database(&db.url).start().await;
 
     let big = "x".repeat(900_000);
     let tricky: Vec<(&str, &str)> = vec![
@@ -151,7 +150,7 @@ async fn rest_and_restart_rewrite_no_row_and_a_label_change_adds_one_revision() 
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
     let s = Scenario::new("rowrest", 1).await;
-    let mut op = with_database(s.operator(), &db.url).start().await;
+    let mut op = s.operator().database(&db.url).start().await;
     s.selected_source("a", &[("k", "a")]).await;
     s.selected_source("b", &[("k", "b")]).await;
     s.mirror_selected("m").await;
@@ -167,7 +166,8 @@ async fn rest_and_restart_rewrite_no_row_and_a_label_change_adds_one_revision() 
 
     tokio::time::sleep(Duration::from_secs(5)).await;
     op.terminate().await;
-    let again = with_database(Operator::scoped(&[&s.home.name]), &db.url)
+    let again = Operator::scoped(&[&s.home.name])
+        .database(&db.url)
         .start()
         .await;
     again.wait_reconciled(WAIT).await;
@@ -217,7 +217,9 @@ async fn each_change_is_one_revision_deletion_is_recorded_and_retention_prunes()
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
     let s = Scenario::new("revs", 1).await;
-    let _op = with_database(s.operator(), &db.url)
+    let _op = s
+        .operator()
+        .database(&db.url)
         .arg("--revision-max-per-configmap=2")
         .arg("--revision-prune-interval-seconds=1")
         .start()
@@ -262,7 +264,7 @@ async fn each_change_is_one_revision_deletion_is_recorded_and_retention_prunes()
 async fn replication_continues_through_a_database_outage_and_rows_catch_up() {
     let pg = PrivatePostgres::start();
     let s = Scenario::new("outage", 1).await;
-    let _op = with_database(s.operator(), &pg.url()).start().await;
+    let _op = s.operator().database(&pg.url()).start().await;
     s.selected_source("keep", &[("k", "1")]).await;
     s.selected_source("drop", &[("k", "1")]).await;
     let uid = s.mirror_selected("m").await;
@@ -400,7 +402,11 @@ async fn three_operators_starting_at_once_migrate_an_empty_database_exactly_once
     let s = Scenario::new("migrate3", 0).await;
     let mut ops = Vec::new();
     for _ in 0..3 {
-        ops.push(with_database(Operator::scoped(&[&s.home.name]), &db.url).no_wait());
+        ops.push(
+            Operator::scoped(&[&s.home.name])
+                .database(&db.url)
+                .no_wait(),
+        );
     }
     let started = futures::future::join_all(ops.into_iter().map(|b| b.start())).await;
     // Every migration in the repository, each applied once and successfully.

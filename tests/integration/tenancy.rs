@@ -8,9 +8,36 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::persistence::{mirror_with_secret, secret};
+use crate::persistence::{database_synced, mirror_with_secret, secret};
 use crate::support::k8s::*;
+use crate::support::operator::Operator;
 use crate::support::scenario::Scenario;
+
+/// A scenario with a source "cfg" and its operator, whose database
+/// statements have a 2 s deadline, started with `args`.
+pub async fn tenant_scenario(prefix: &str, args: &[String]) -> (Scenario, Operator) {
+    let s = Scenario::new(prefix, 1).await;
+    let mut builder = s.operator().arg("--database-timeout-seconds=2");
+    for arg in args {
+        builder = builder.arg(arg.clone());
+    }
+    let op = builder.start().await;
+    s.selected_source("cfg", &[("k", "v")]).await;
+    (s, op)
+}
+
+/// The Secret `secret_name` in the mirror's namespace, holding `data`, and
+/// mirror `mirror` persisting into the database it names.
+pub async fn mirror_on_secret(
+    s: &Scenario,
+    mirror: &str,
+    secret_name: &str,
+    data: &BTreeMap<&str, String>,
+) {
+    secret(&s.client, &s.home.name, secret_name, data).await;
+    let spec = mirror_with_secret(s, None, secret_name);
+    create_mirror(&s.client, &s.home.name, mirror, spec).await;
+}
 
 /// A TCP listener that counts the connections made to it and answers none.
 async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
@@ -43,28 +70,15 @@ fn secret_at(port: u16) -> BTreeMap<&'static str, String> {
 /// reason once it is False, and how many connections the listener saw.
 async fn tenant_database(prefix: &str, allowed: Option<&str>) -> (String, usize) {
     let (port, accepted) = counting_listener().await;
-    let s = Scenario::new(prefix, 1).await;
-    let mut operator = s.operator().arg("--database-timeout-seconds=2");
-    if let Some(hosts) = allowed {
-        operator = operator.arg(format!("--database-allowed-hosts={hosts}"));
-    }
-    let _op = operator.start().await;
-    s.selected_source("cfg", &[("k", "v")]).await;
-    secret(&s.client, &s.home.name, "tenant-db", &secret_at(port)).await;
-    create_mirror(
-        &s.client,
-        &s.home.name,
-        "m",
-        mirror_with_secret(&s, None, "tenant-db"),
-    )
-    .await;
+    let args: Vec<String> = allowed
+        .map(|hosts| format!("--database-allowed-hosts={hosts}"))
+        .into_iter()
+        .collect();
+    let (s, _op) = tenant_scenario(prefix, &args).await;
+    mirror_on_secret(&s, "m", "tenant-db", &secret_at(port)).await;
     // Replication never waits on the database, allowed or not.
     wait_cm(&s.client, s.target_names()[0], "cfg", "replicated", |cm| {
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get("k"))
-            .map(String::as_str)
-            == Some("v")
+        data_of(cm) == labels(&[("k", "v")])
     })
     .await;
     let status = wait_status(&s.client, &s.home.name, "m", "DatabaseSynced=False", |st| {
@@ -113,30 +127,20 @@ async fn a_refusing_and_a_silent_tenant_host_both_read_only_unreachable() {
     use k8s_openapi::api::events::v1::Event;
 
     let (silent_port, accepted) = counting_listener().await;
-    let s = Scenario::new("unreach", 1).await;
-    let op = s
-        .operator()
-        .arg("--database-timeout-seconds=2")
-        .start()
-        .await;
-    s.selected_source("cfg", &[("k", "v")]).await;
+    let (s, op) = tenant_scenario("unreach", &[]).await;
     let ns = s.home.name.clone();
-    secret(&s.client, &ns, "refusing", &secret_at(closed_port())).await;
-    secret(&s.client, &ns, "silent", &secret_at(silent_port)).await;
-    for name in ["refusing", "silent"] {
-        let spec = mirror_with_secret(&s, None, name);
-        create_mirror(&s.client, &ns, &format!("m-{name}"), spec).await;
+    for (name, port) in [("refusing", closed_port()), ("silent", silent_port)] {
+        mirror_on_secret(&s, &format!("m-{name}"), name, &secret_at(port)).await;
     }
     let mut said = Vec::new();
     for name in ["refusing", "silent"] {
-        let status = wait_status(&s.client, &ns, &format!("m-{name}"), "Unreachable", |st| {
-            condition(st, "DatabaseSynced").is_some_and(|c| c.reason == "Unreachable")
-        })
-        .await;
-        let message = condition(&status, "DatabaseSynced")
+        let mirror = format!("m-{name}");
+        let message = database_synced(&s, &mirror, "False", "Unreachable").await;
+        let status = get_mirror(&s.client, &ns, &mirror)
+            .await
             .unwrap()
-            .message
-            .clone();
+            .status
+            .unwrap();
         let database = status.database_status.as_ref().unwrap();
         assert!(!database.connected);
         assert_eq!(database.message.as_deref(), Some(message.as_str()));

@@ -5,22 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::persistence::{mirror_with_secret, secret};
+use crate::persistence::{database_synced, mirror_with_secret, secret};
 use crate::support::db::{TestDatabase, cluster_ca_pem, operator_tls, parts_of};
 use crate::support::k8s::*;
 use crate::support::postgres::PrivatePostgres;
 use crate::support::scenario::Scenario;
-
-async fn database_synced(s: &Scenario, mirror: &str, reason: &str) -> String {
-    let status = wait_status(&s.client, &s.home.name, mirror, reason, |st| {
-        condition(st, "DatabaseSynced").is_some_and(|c| c.reason == reason)
-    })
-    .await;
-    condition(&status, "DatabaseSynced")
-        .unwrap()
-        .message
-        .clone()
-}
+use crate::tenancy::{mirror_on_secret, tenant_scenario};
 
 fn with(
     mut parts: BTreeMap<&'static str, String>,
@@ -60,7 +50,7 @@ async fn tenant_databases_use_tls_unless_the_secret_disables_it() {
         create_mirror(&s.client, &ns, name, spec).await;
     }
     for name in ["plain", "verified", "disabled"] {
-        database_synced(&s, name, "Synced").await;
+        database_synced(&s, name, "True", "Synced").await;
     }
     for (db, tls) in [(&plain, true), (&verified, true), (&disabled, false)] {
         let sessions = db.operator_tls().await;
@@ -78,20 +68,12 @@ async fn tenant_databases_use_tls_unless_the_secret_disables_it() {
 async fn a_root_certificate_of_another_ca_is_unreachable_and_the_right_one_connects() {
     let pg = PrivatePostgres::start();
     let parts = parts_of(&pg.url());
-    let s = Scenario::new("dbca", 1).await;
-    let op = s
-        .operator()
-        .arg("--database-timeout-seconds=2")
-        .start()
-        .await;
-    s.selected_source("cfg", &[("k", "v")]).await;
+    let (s, op) = tenant_scenario("dbca", &[]).await;
     let ns = s.home.name.clone();
     // The cluster's CA did not sign this server's certificate.
     let wrong = with(parts.clone(), "sslrootcert", cluster_ca_pem());
-    secret(&s.client, &ns, "tenant-db", &wrong).await;
-    let spec = mirror_with_secret(&s, None, "tenant-db");
-    create_mirror(&s.client, &ns, "m", spec).await;
-    let message = database_synced(&s, "m", "Unreachable").await;
+    mirror_on_secret(&s, "m", "tenant-db", &wrong).await;
+    let message = database_synced(&s, "m", "False", "Unreachable").await;
     assert!(
         message.contains(&format!("database {ns}/tenant-db is unreachable")),
         "{message}"
@@ -116,7 +98,7 @@ async fn a_root_certificate_of_another_ca_is_unreachable_and_the_right_one_conne
         &with(parts, "sslrootcert", pg.ca_pem()),
     )
     .await;
-    database_synced(&s, "m", "Synced").await;
+    database_synced(&s, "m", "True", "Synced").await;
     let sessions = operator_tls(&pg.url(), "postgres").await;
     assert!(
         !sessions.is_empty() && sessions.iter().all(|s| *s),
@@ -129,24 +111,16 @@ async fn a_server_without_tls_is_refused_until_the_secret_says_disable() {
     // What tells `require` from sqlx's own `prefer`: prefer would connect.
     let pg = PrivatePostgres::start_without_tls();
     let parts = parts_of(&pg.url());
-    let s = Scenario::new("dbnotls", 1).await;
-    let _op = s
-        .operator()
-        .arg("--database-timeout-seconds=2")
-        .start()
-        .await;
-    s.selected_source("cfg", &[("k", "v")]).await;
+    let (s, _op) = tenant_scenario("dbnotls", &[]).await;
     let ns = s.home.name.clone();
-    secret(&s.client, &ns, "tenant-db", &parts).await;
-    let spec = mirror_with_secret(&s, None, "tenant-db");
-    create_mirror(&s.client, &ns, "m", spec).await;
-    let message = database_synced(&s, "m", "Unreachable").await;
+    mirror_on_secret(&s, "m", "tenant-db", &parts).await;
+    let message = database_synced(&s, "m", "False", "Unreachable").await;
     assert!(message.contains("unreachable"), "{message}");
     assert!(operator_tls(&pg.url(), "postgres").await.is_empty());
 
     let off = with(parts, "sslmode", "disable".into());
     secret(&s.client, &ns, "tenant-db", &off).await;
-    database_synced(&s, "m", "Synced").await;
+    database_synced(&s, "m", "True", "Synced").await;
     let sessions = operator_tls(&pg.url(), "postgres").await;
     assert!(
         !sessions.is_empty() && sessions.iter().all(|s| !*s),

@@ -74,12 +74,7 @@ async fn a_table_of_bad_inputs_gets_answers_and_disturbs_no_one() {
     let db = TestDatabase::create().await;
     let s = Scenario::new("table", 1).await;
     let t = s.target_names()[0];
-    let mut op = s
-        .operator()
-        .arg("--database-url")
-        .arg(&db.url)
-        .start()
-        .await;
+    let mut op = s.operator().database(&db.url).start().await;
     let pid = op.pid();
     let pool = db.pool().await;
     let api = Api::<ConfigMirror>::namespaced(s.client.clone(), &s.home.name);

@@ -288,17 +288,15 @@ async fn a_crd_applied_with_kubectl_first_is_adopted_as_the_readme_says() {
     );
     let applied = crds.get(CRD).await.unwrap();
 
-    let refused = helm(
-        Some(&kc),
-        &[
-            "install",
-            "cm",
-            &c,
-            "-n",
-            "configmirror-system",
-            "--create-namespace",
-        ],
-    );
+    let install_cm = [
+        "install",
+        "cm",
+        &c,
+        "-n",
+        "configmirror-system",
+        "--create-namespace",
+    ];
+    let refused = helm(Some(&kc), &install_cm);
     assert!(!refused.ok, "helm installed over a CRD it does not own");
     assert!(
         refused.stderr.contains("invalid ownership metadata") && refused.stderr.contains(CRD),
@@ -350,17 +348,7 @@ async fn a_crd_applied_with_kubectl_first_is_adopted_as_the_readme_says() {
             "meta.helm.sh/release-namespace=configmirror-system",
         ],
     );
-    helm_ok(
-        Some(&kc),
-        &[
-            "install",
-            "cm",
-            &c,
-            "-n",
-            "configmirror-system",
-            "--create-namespace",
-        ],
-    );
+    helm_ok(Some(&kc), &install_cm);
     let adopted = crds.get(CRD).await.unwrap();
     assert_eq!(
         adopted

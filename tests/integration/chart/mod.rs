@@ -88,6 +88,21 @@ fn render(sets: &[&str]) -> Vec<serde_yaml::Value> {
     documents(&r.stdout)
 }
 
+/// `helm template r <chart> -n configmirror-system -f <values>`.
+fn render_values(values: &str) -> Vec<serde_yaml::Value> {
+    let c = chart().display().to_string();
+    let args = [
+        "template",
+        "r",
+        &c,
+        "-n",
+        "configmirror-system",
+        "-f",
+        values,
+    ];
+    documents(&crate::support::helm::helm_ok(None, &args))
+}
+
 /// The error of a render that must fail.
 fn render_error(sets: &[&str]) -> String {
     let r = template(sets);

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::{
     CRD, OPERATOR, POSTGRESQL, TEST, UPGRADE, documents, find, has_flag, hook, kinds, named,
-    operator_args, render, render_error, secret_data, strings, try_named,
+    operator_args, render, render_error, render_values, secret_data, strings, try_named,
 };
 use crate::support::helm::{chart, helm, helm_ok};
 
@@ -89,18 +89,7 @@ fn the_chart_lints_and_renders_with_defaults_and_with_every_feature() {
     );
 
     // The chart's PostgreSQL with its settings changed renders them.
-    let custom = documents(&helm_ok(
-        None,
-        &[
-            "template",
-            "r",
-            &c,
-            "-n",
-            "configmirror-system",
-            "-f",
-            &postgresql_values,
-        ],
-    ));
+    let custom = render_values(&postgresql_values);
     let pg = named(&custom, "StatefulSet", POSTGRESQL);
     assert_eq!(
         pg["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -324,7 +313,6 @@ fn the_values_schema_rejects_bad_values_clearly() {
 
 #[test]
 fn the_schema_rejects_typos_in_known_sections_and_accepts_what_a_parent_passes() {
-    let c = chart().display().to_string();
     for (set, section, key) in [
         (
             "operator.watchNamespace=team-a",
@@ -345,30 +333,19 @@ fn the_schema_rejects_typos_in_known_sections_and_accepts_what_a_parent_passes()
             "minAvailabel",
         ),
     ] {
-        let r = helm(None, &["template", "r", &c, "--set", set]);
-        assert!(!r.ok, "{set} was accepted");
+        let stderr = render_error(&[set]);
         assert!(
-            r.stderr.contains("schema") && r.stderr.contains(section) && r.stderr.contains(key),
-            "{set}: {}",
-            r.stderr
+            stderr.contains("schema") && stderr.contains(section) && stderr.contains(key),
+            "{set}: {stderr}"
         );
     }
     // What Helm hands a subchart besides its own values: `global` (always,
     // any content) and the parent's `condition` key.
-    let docs = documents(&helm_ok(
-        None,
-        &[
-            "template",
-            "r",
-            &c,
-            "--set",
-            "global.imageRegistry=registry.example.com",
-            "--set",
-            "global.labels.team=platform",
-            "--set",
-            "enabled=true",
-        ],
-    ));
+    let docs = render(&[
+        "global.imageRegistry=registry.example.com",
+        "global.labels.team=platform",
+        "enabled=true",
+    ]);
     named(&docs, "StatefulSet", OPERATOR);
 }
 
@@ -512,18 +489,7 @@ fn scheduling_service_image_and_extra_values_render_where_they_belong() {
     assert!(pod_spec(&none)["topologySpreadConstraints"].is_null());
 
     // Every one of them set (ci/all-features-values.yaml).
-    let all = documents(&helm_ok(
-        None,
-        &[
-            "template",
-            "r",
-            chart().to_str().unwrap(),
-            "-n",
-            "configmirror-system",
-            "-f",
-            &all_features(),
-        ],
-    ));
+    let all = render_values(&all_features());
     let pod = pod_spec(&all);
     let container = &pod["containers"][0];
     let digest = "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -638,16 +604,7 @@ fn the_artifact_hub_annotations_match_the_chart_and_the_samples() {
     assert_eq!(meta["annotations"]["artifacthub.io/license"], "Apache-2.0");
 
     // The images listed are the ones the chart's defaults run.
-    let defaults = documents(&helm_ok(
-        None,
-        &[
-            "template",
-            "r",
-            chart().to_str().unwrap(),
-            "-n",
-            "configmirror-system",
-        ],
-    ));
+    let defaults = render(&[]);
     let image = |name: &str| {
         named(&defaults, "StatefulSet", name)["spec"]["template"]["spec"]["containers"][0]["image"]
             .clone()

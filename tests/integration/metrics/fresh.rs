@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use super::{exposed, sample, sharding_only, used_by_dashboard_and_alerts};
+use super::{exposed, leader_with_database, sample, sharding_only, used_by_dashboard_and_alerts};
 use crate::support::db::TestDatabase;
+use crate::support::eventually;
 use crate::support::scenario::Scenario;
 use crate::support::shard::Shards;
-use crate::support::{TestNamespace, eventually, unique};
 
 /// The series the dashboard and alerts read that `metrics` lacks.
 fn missing(metrics: &str, sharded: bool) -> Vec<String> {
@@ -25,16 +25,8 @@ fn missing(metrics: &str, sharded: bool) -> Vec<String> {
 async fn a_fresh_operator_exports_every_series_the_dashboard_and_alerts_use() {
     let db = TestDatabase::create().await;
     let s = Scenario::new("metricsfresh", 1).await;
-    let lease_ns = TestNamespace::create(&s.client, "metricsfresh-lease").await;
-    let op = s
-        .operator()
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--leader-elect")
-        .arg(format!("--namespace={}", lease_ns.name))
-        .arg(format!("--leader-election-id={}", unique("lease")))
-        .start()
-        .await;
+    let (leader, _, _lease_ns) = leader_with_database(&s, &db).await;
+    let op = leader.start().await;
     // The leader's first database check sets configmirror_database_up.
     let metrics = eventually("leading, the database checked", WAIT, || async {
         let m = op.metrics().await;

@@ -30,6 +30,11 @@ impl OperatorBuilder {
         self
     }
 
+    /// Persistence into the operator's own database at `url` (`--database-url`).
+    pub fn database(self, url: &str) -> Self {
+        self.arg("--database-url").arg(url)
+    }
+
     pub fn member(mut self, member: &str) -> Self {
         self.member = member.to_string();
         self
