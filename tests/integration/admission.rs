@@ -13,7 +13,9 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::support::k8s::*;
 use crate::support::operator::Operator;
-use crate::support::tenants::{create_as, dry_run_create, grant, refusal, user, user_client};
+use crate::support::tenants::{
+    create_as, dry_run_create, grant, refusal, until_allowed, user, user_client,
+};
 use crate::support::{TestNamespace, client};
 
 /// `team-a` (where the mirror lives and what it may write) and `team-b`
@@ -239,6 +241,7 @@ async fn grant_status_patch(admin: &Client, namespace: &str, user: &str) {
         )
         .await
         .unwrap();
+    until_allowed(admin, user, namespace, "patch", "configmirrors/status").await;
 }
 
 #[tokio::test]

@@ -9,9 +9,12 @@ use configmirror::api::{ConfigMirror, ConfigMirrorSpec};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Api, Client, Config};
+use kube::{Api, Client, Config, Resource};
 use serde::Deserialize;
 
 use super::k8s::WAIT;
@@ -144,6 +147,50 @@ pub async fn grant(client: &Client, namespace: &str, user: &str, cluster_role: &
         .create(&PostParams::default(), &binding)
         .await
         .unwrap_or_else(|e| panic!("binding {user} to {cluster_role} in {namespace}: {e}"));
+    // Every role the tests grant (view, edit, admin, configmirror-*) lets
+    // its holder get ConfigMirrors.
+    until_allowed(client, user, namespace, "get", "configmirrors").await;
+}
+
+/// Waits until the API server's authorizer lets `user` do `verb` on
+/// `resource` (of the ConfigMirror group; `kind/sub` for a subresource) in
+/// `namespace`. A binding reaches the authorizer's cache a moment after it
+/// is stored; on a loaded machine that moment is long enough for the next
+/// request to be judged without it, and refused by RBAC before admission
+/// ever sees it.
+pub async fn until_allowed(
+    client: &Client,
+    user: &str,
+    namespace: &str,
+    verb: &str,
+    resource: &str,
+) {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((kind, sub)) => (kind, Some(sub.to_string())),
+        None => (resource, None),
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.into()),
+                verb: Some(verb.into()),
+                group: Some(ConfigMirror::group(&()).into_owned()),
+                resource: Some(resource.into()),
+                subresource,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let reviews = Api::<SubjectAccessReview>::all(client.clone());
+    let what = format!("{user} to be allowed to {verb} {resource} in {namespace}");
+    eventually(&what, WAIT, || async {
+        let answer = reviews.create(&PostParams::default(), &review).await.ok()?;
+        answer.status?.allowed.then_some(())
+    })
+    .await;
 }
 
 fn role_ref(cluster_role: &str) -> RoleRef {
