@@ -5,6 +5,7 @@
 
 mod kubeconfig;
 mod layers;
+mod unanswered;
 mod write_deadline;
 
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use kube::{Client, Config};
 use crate::config::KubeconfigArgs;
 
 pub(crate) use layers::{RateLimitLayer, RequestMetricsLayer};
-pub(crate) use write_deadline::{IN_TRANSIT, WriteDeadline, WriteGateLayer};
+#[cfg(test)]
+pub(crate) use write_deadline::IN_TRANSIT;
+pub(crate) use write_deadline::{WriteDeadline, WriteGateLayer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -10,13 +10,22 @@ use std::time::Duration;
 use http::Request;
 use tower::{Layer, Service};
 
+use super::unanswered::Unanswered;
+
 /// Until when this process may send ConfigMap and ConfigMirror writes
 /// (monotonic clock). A leader's Lease or a member's heartbeats set it; the
 /// client checks it as each such request leaves, after any wait for the
 /// rate limit (a check before that wait could be seconds old by the time
 /// the request goes out). Unlimited for a process that needs none.
+///
+/// A write that passed it runs to its answer even if its caller gives up
+/// (`unanswered.rs`), so that "every write that left has been answered" is
+/// something a handover can wait for.
 #[derive(Debug)]
-pub(crate) struct WriteDeadline(Mutex<Limit>);
+pub(crate) struct WriteDeadline {
+    limit: Mutex<Limit>,
+    unanswered: Arc<Unanswered>,
+}
 
 /// How long a write may take from leaving this process to reaching the API
 /// server on a busy node (measured here: up to ~150 ms with both cores
@@ -31,19 +40,26 @@ enum Limit {
 
 impl WriteDeadline {
     pub(crate) fn unlimited() -> Self {
-        Self(Mutex::new(Limit::Unlimited))
+        Self::with(Limit::Unlimited)
+    }
+
+    fn with(limit: Limit) -> Self {
+        Self {
+            limit: Mutex::new(limit),
+            unanswered: Arc::default(),
+        }
     }
 
     /// No write until `extend` or `set` says otherwise.
     #[cfg(test)]
     pub(crate) fn closed() -> Self {
-        Self(Mutex::new(Limit::Until(None)))
+        Self::with(Limit::Until(None))
     }
 
     /// Whether a write may leave now: at least `IN_TRANSIT` before the
     /// deadline, so that it has reached the API server by then.
     pub(crate) fn holds(&self) -> bool {
-        match *self.0.lock().unwrap() {
+        match *self.limit.lock().unwrap() {
             Limit::Unlimited => true,
             Limit::Until(until) => {
                 until.is_some_and(|u| std::time::Instant::now() + IN_TRANSIT < u)
@@ -53,22 +69,28 @@ impl WriteDeadline {
 
     /// Writes may go on until `until` (`None`: no more writes).
     pub(crate) fn set(&self, until: Option<std::time::Instant>) {
-        *self.0.lock().unwrap() = Limit::Until(until);
+        *self.limit.lock().unwrap() = Limit::Until(until);
     }
 
     /// Writes may go on until `until`, or later if already allowed.
     pub(crate) fn extend(&self, until: std::time::Instant) {
-        let mut limit = self.0.lock().unwrap();
+        let mut limit = self.limit.lock().unwrap();
         *limit = match *limit {
             Limit::Until(Some(u)) => Limit::Until(Some(u.max(until))),
             _ => Limit::Until(Some(until)),
         };
     }
 
+    /// Resolves once every gated write that left before this call has
+    /// been answered by the API server (or failed on the way).
+    pub(crate) fn sent_writes_answered(&self) -> impl Future<Output = ()> + Send + use<> {
+        self.unanswered.all_answered()
+    }
+
     /// Whether the deadline has passed (`false` when unlimited).
     #[cfg(test)]
     pub(crate) fn expired(&self, now: std::time::Instant) -> bool {
-        match *self.0.lock().unwrap() {
+        match *self.limit.lock().unwrap() {
             Limit::Unlimited => false,
             Limit::Until(until) => until.is_none_or(|u| now >= u),
         }
@@ -116,7 +138,7 @@ fn gated<B>(req: &Request<B>) -> bool {
 impl<S, B> Service<Request<B>> for WriteGate<S>
 where
     S: Service<Request<B>>,
-    S::Error: From<WriteRefused> + Send + 'static,
+    S::Error: From<WriteRefused> + From<tokio::task::JoinError> + Send + 'static,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
 {
@@ -135,11 +157,23 @@ where
         // can (the caller may poll it a while after the queue hands it over).
         let send = self.inner.call(req);
         Box::pin(async move {
-            if deadline.is_some_and(|d| !d.holds()) {
+            let Some(deadline) = deadline else {
+                return send.await;
+            };
+            if !deadline.holds() {
                 metrics::counter!(crate::telemetry::names::WRITES_REFUSED_BY_DEADLINE).increment(1);
                 return Err(WriteRefused.into());
             }
-            send.await
+            // Dropping the request now would not unsend it: the API server
+            // may still apply it, later than the caller believes. It runs
+            // to its answer on its own, counted until then.
+            let departure = deadline.unanswered.depart();
+            let answer = tokio::spawn(async move {
+                let answer = send.await;
+                drop(departure);
+                answer
+            });
+            answer.await?
         })
     }
 }
@@ -214,6 +248,47 @@ mod tests {
             ],
             "the refused write never reached the transport"
         );
+    }
+
+    #[tokio::test]
+    async fn a_write_its_caller_gave_up_on_runs_to_its_answer_and_is_waited_for() {
+        use futures::FutureExt;
+        use tower::ServiceExt;
+        let (reply, replied) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(Mutex::new(false)),
+        );
+        let transport = {
+            let (reply, replied) = (reply.clone(), replied.clone());
+            // An API server still applying the write when the caller leaves.
+            tower::service_fn(move |_: Request<()>| {
+                let (reply, replied) = (reply.clone(), replied.clone());
+                async move {
+                    reply.notified().await;
+                    *replied.lock().unwrap() = true;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(http::Response::new(()))
+                }
+            })
+        };
+        let deadline = Arc::new(WriteDeadline::unlimited());
+        let mut client = WriteGateLayer(Some(deadline.clone())).layer(transport);
+        let put = Request::put("/api/v1/namespaces/t/configmaps/cfg")
+            .body(())
+            .unwrap();
+        let mut write = client.ready().await.unwrap().call(put);
+        assert!((&mut write).now_or_never().is_none(), "sent, not answered");
+        drop(write);
+        let answered = deadline.sent_writes_answered();
+        tokio::pin!(answered);
+        tokio::task::yield_now().await;
+        assert!((&mut answered).now_or_never().is_none());
+        reply.notify_one();
+        tokio::time::timeout(Duration::from_secs(5), answered)
+            .await
+            .expect("answered once the server replied");
+        assert!(*replied.lock().unwrap(), "the write ran to its answer");
+        let later = deadline.sent_writes_answered();
+        later.now_or_never().expect("nothing else was sent");
     }
 
     #[test]

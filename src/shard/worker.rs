@@ -178,9 +178,16 @@ async fn hand_over(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // A write it sent just before may still be on its way to the API
-    // server: the new owner starts only once it has certainly arrived.
-    tokio::time::sleep(crate::kubeclient::IN_TRANSIT).await;
+    // A write it sent just before may still be on its way, or being
+    // applied: the new owner starts only once the API server answered it.
+    let left = timing.drain_timeout.saturating_sub(started.elapsed());
+    if tokio::time::timeout(left, view.sent_writes_answered())
+        .await
+        .is_err()
+    {
+        tracing::warn!(mirror = %row.mirror_uid, "a write sent before the drain got no answer; the coordinator will force the move");
+        return Ok(());
+    }
     match coordination::acknowledge_drain(
         pool,
         &row.mirror_uid,

@@ -164,6 +164,14 @@ impl ShardView {
         self.state.lock().unwrap().in_flight.contains_key(uid)
     }
 
+    /// Resolves once every write this process sent before the call has
+    /// been answered: a cancelled reconcile's last write included.
+    pub(crate) fn sent_writes_answered(
+        &self,
+    ) -> impl std::future::Future<Output = ()> + Send + use<> {
+        self.deadline.sent_writes_answered()
+    }
+
     /// Whether this member's lease still holds: not fenced and before
     /// `valid_until`.
     #[cfg(test)]

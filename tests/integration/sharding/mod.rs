@@ -387,7 +387,9 @@ async fn a_long_database_outage_fences_members_and_they_recover_alone() {
 async fn a_rolling_restart_moves_no_mirror() {
     let db = TestDatabase::create().await;
     let s = Scenario::new("shardroll", 1).await;
-    let mut shards = Shards::new(&s, &db.url, &["--leave-grace-seconds=30"]).await;
+    // A grace no restart comes near, even on a loaded machine: the test is
+    // of what a restart inside the grace moves, not of the grace's length.
+    let mut shards = Shards::new(&s, &db.url, &["--leave-grace-seconds=120"]).await;
     for name in ["a", "b", "c"] {
         shards.start(&s, name).await;
     }
