@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info_span};
 
@@ -24,13 +26,14 @@ pub(crate) async fn run(p: &Process, args: &RunArgs) -> Result<(), Error> {
     let databases = Arc::new(databases(p.client.clone(), args)?);
     p.health
         .set("membership", false, "waiting for the coordination database");
-    let Some(pool) = coordination_pool(&databases, &p.shutdown).await? else {
+    let Some(options) = coordination_database(&databases, &p.shutdown).await? else {
         return Ok(());
     };
+    let pool = coordination_pool(&options);
     let timing = args.timing();
     let member = p.member.as_str();
     let view = Arc::new(ShardView::new(member, p.write_deadline.clone()));
-    let membership = Arc::new(Membership::new(pool.clone(), member));
+    let membership = Arc::new(Membership::new(heartbeat_pool(&options), member));
 
     let heartbeats = tokio::spawn({
         let (m, v, t, h) = (
@@ -64,12 +67,12 @@ pub(crate) async fn run(p: &Process, args: &RunArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Waits for the coordination database and migrates it, then opens the
-/// coordination pool; `None` when a shutdown came first.
-async fn coordination_pool(
+/// Waits for the coordination database and migrates it; `None` when a
+/// shutdown came first.
+async fn coordination_database(
     databases: &Databases,
     shutdown: &Shutdown,
-) -> Result<Option<sqlx::PgPool>, Error> {
+) -> Result<Option<PgConnectOptions>, Error> {
     let db = loop {
         match databases.default().await {
             Ok(Some(db)) => break db,
@@ -93,18 +96,38 @@ async fn coordination_pool(
             return Ok(None);
         }
     }
-    // Coordination gets a pool of its own: heartbeats must never wait behind
-    // persistence writes for a connection (that would fence a busy member).
-    Ok(Some(
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(6)
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(
-                db.options
-                    .clone()
-                    .application_name("configmirror-coordination"),
-            ),
-    ))
+    Ok(Some(db.options.clone()))
+}
+
+/// The coordinator's and the worker's pool. Coordination gets a pool of
+/// its own: it must never wait behind persistence writes for a connection.
+fn coordination_pool(options: &PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(6)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(
+            options
+                .clone()
+                .application_name("configmirror-coordination"),
+        )
+}
+
+/// Heartbeats get one connection of their own, opened by the pool in the
+/// background (and reopened there when it breaks). A heartbeat's deadline
+/// is within the margin, shorter than opening a connection (TLS, SCRAM)
+/// takes on a loaded database: a heartbeat that had to open one could time
+/// out every time (seen in CI: 24 in a row). Nor may it queue behind the
+/// coordinator's or the worker's statements for a connection.
+fn heartbeat_pool(options: &PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        // Without these the pool opens its minimum only once a connection
+        // closes; with neither, at once.
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options.clone().application_name("configmirror-heartbeat"))
 }
 
 /// SIGTERM: say we are leaving (our mirrors are held for the leave grace),

@@ -85,7 +85,12 @@ impl Membership {
         loop {
             tick.tick().await;
             let (started, started_wall) = (Instant::now(), SystemTime::now());
-            let result = self.beat(registered, timing.heartbeat_timeout()).await;
+            let deadline = if registered {
+                timing.heartbeat_timeout()
+            } else {
+                timing.registration_timeout()
+            };
+            let result = self.beat(registered, deadline).await;
             metrics::histogram!(names::HEARTBEAT_DURATION).record(started.elapsed().as_secs_f64());
             match result {
                 Ok(true) => {

@@ -74,6 +74,14 @@ impl Timing {
         self.ttl.saturating_sub(self.margin)
     }
 
+    /// A registration's deadline. It renews no lease (the member writes
+    /// nothing before it, and its lease counts from when it began), so it
+    /// may wait for the heartbeat connection to open on a loaded database;
+    /// bounded, so a partition in the middle of it is retried.
+    pub(crate) fn registration_timeout(&self) -> Duration {
+        (self.ttl * 2).max(self.heartbeat_timeout())
+    }
+
     /// One heartbeat's own deadline: within the margin, so a heartbeat cut
     /// off mid-statement fails while the lease it would renew still holds.
     pub(crate) fn heartbeat_timeout(&self) -> Duration {
