@@ -88,10 +88,10 @@ fn render(sets: &[&str]) -> Vec<serde_yaml::Value> {
     documents(&r.stdout)
 }
 
-/// `helm template r <chart> -n configmirror-system -f <values>`.
-fn render_values(values: &str) -> Vec<serde_yaml::Value> {
+/// `helm template r <chart> -n configmirror-system -f <values> <extra...>`.
+fn render_values(values: &str, extra: &[&str]) -> Vec<serde_yaml::Value> {
     let c = chart().display().to_string();
-    let args = [
+    let mut args = vec![
         "template",
         "r",
         &c,
@@ -100,6 +100,7 @@ fn render_values(values: &str) -> Vec<serde_yaml::Value> {
         "-f",
         values,
     ];
+    args.extend_from_slice(extra);
     documents(&crate::support::helm::helm_ok(None, &args))
 }
 

@@ -89,7 +89,7 @@ fn the_chart_lints_and_renders_with_defaults_and_with_every_feature() {
     );
 
     // The chart's PostgreSQL with its settings changed renders them.
-    let custom = render_values(&postgresql_values);
+    let custom = render_values(&postgresql_values, &[]);
     let pg = named(&custom, "StatefulSet", POSTGRESQL);
     assert_eq!(
         pg["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -128,22 +128,15 @@ fn the_chart_lints_and_renders_with_defaults_and_with_every_feature() {
     }
 
     // Every feature on, with the monitoring APIs present.
-    let all = documents(&helm_ok(
-        None,
+    let all = render_values(
+        &all_features(),
         &[
-            "template",
-            "r",
-            &c,
-            "-n",
-            "configmirror-system",
-            "-f",
-            &all_features(),
             "--api-versions",
             "monitoring.coreos.com/v1/ServiceMonitor",
             "--api-versions",
             "monitoring.coreos.com/v1/PrometheusRule",
         ],
-    ));
+    );
     let k = kinds(&all);
     for kind in [
         "PodDisruptionBudget",
@@ -489,7 +482,7 @@ fn scheduling_service_image_and_extra_values_render_where_they_belong() {
     assert!(pod_spec(&none)["topologySpreadConstraints"].is_null());
 
     // Every one of them set (ci/all-features-values.yaml).
-    let all = render_values(&all_features());
+    let all = render_values(&all_features(), &[]);
     let pod = pod_spec(&all);
     let container = &pod["containers"][0];
     let digest = "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
